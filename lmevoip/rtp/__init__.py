@@ -1,0 +1,3 @@
+"""
+RTP media: sans-IO RTP/RTCP packets and codecs, and above them RTP sessions.
+"""

@@ -1,0 +1,3 @@
+from twisted.application.service import ServiceMaker
+
+lmevoip = ServiceMaker("lmevoip", "lmevoip.tap", "A SIP/RTP media engine that keeps NAT bindings alive.", "lmevoip")
