@@ -7,3 +7,529 @@ check them with C{verifyObject}.
 """
 
 from zope.interface import Attribute, Interface
+
+
+# -- keep-alive scheduling (lmevoip.keepalive.scheduler, .null) -------------
+
+
+class IKeepAliveFlow(Interface):
+    """
+    One NAT binding (local socket, remote address) kept open by an
+    L{IKeepAliveScheduler}: a keep-alive is sent whenever nothing has been
+    sent on it for C{interval} seconds.
+    """
+
+    name = Attribute("The flow's label (str), used in logs and snapshots.")
+    interval = Attribute("The keep-alive interval in seconds (float).")
+    lastSent = Attribute("Clock time the flow last counted as used (float).")
+    deadline = Attribute("When the next keep-alive is due: lastSent + interval.")
+    sendCount = Attribute("Keep-alives attempted (int).")
+    failureCount = Attribute("Keep-alives that raised or whose Deferred failed (int).")
+    lastError = Attribute("'Type: message' of the last failure, or None.")
+    lastRoundTrip = Attribute("Last round-trip time in seconds reported by a send Deferred, or None.")
+    active = Attribute("True until the flow is removed.")
+
+    def touch(now=None):
+        """
+        Record that something was sent on the flow now (or at clock time
+        C{now}); postpones the next keep-alive to C{lastSent + interval}.
+        """
+
+    def setInterval(interval):
+        """
+        Change the interval; the next keep-alive becomes due at
+        C{lastSent + interval}, possibly at once.
+        """
+
+    def snapshot():
+        """
+        Return the flow's state as a plain dict.
+        """
+
+
+class IKeepAliveScheduler(Interface):
+    """
+    Holds many L{IKeepAliveFlow}s and sends their keep-alives on time.
+    """
+
+    clock = Attribute("The IReactorTime deadlines are measured on.")
+
+    def addFlow(name, interval, send, firstDeadline=None):
+        """
+        Start keeping a flow alive; C{send(flow)} sends one keep-alive and
+        returns None or a Deferred (firing with a round-trip time).
+
+        @return: The new L{IKeepAliveFlow}.
+        """
+
+    def removeFlow(flow):
+        """
+        Stop keeping C{flow} alive.
+        """
+
+    def touch(flow, now=None):
+        """
+        Same as C{flow.touch(now)}.
+        """
+
+    def flows():
+        """
+        Iterate over the flows.
+        """
+
+    def snapshot():
+        """
+        Return a list with one plain dict per flow.
+        """
+
+    def __len__():
+        """
+        Return the number of flows.
+        """
+
+
+class INullKeepAlive(Interface):
+    """
+    Periodic NULL (CRLF) keep-alives from the SIP socket to chosen
+    destinations: the SDK's C{sendSipKeepAlive}.
+    """
+
+    def sendSipKeepAlive(host, port, enableState, keepAliveSeconds):
+        """
+        Enable, re-period or disable the CRLF keep-alive to C{host:port}.
+        """
+
+    def destination(host, port):
+        """
+        Return the state of one destination as a plain dict, or None.
+        """
+
+    def snapshot():
+        """
+        Return a list with one plain dict per destination.
+        """
+
+
+# -- audio sources and sinks (lmevoip.rtp.audio) -----------------------------
+
+
+class IAudioSource(Interface):
+    """
+    Where an RTP sender pulls PCM from: 8 kHz mono signed 16-bit
+    little-endian, one frame (ptime ms) at a time.
+    """
+
+    def readFrame(samples):
+        """
+        Return exactly C{samples * 2} bytes of PCM, or None when a finite
+        source has ended or a live source has nothing right now (the sender
+        then sends nothing for this frame).
+        """
+
+    def close():
+        """
+        Release the source (idempotent); readFrame returns None afterwards.
+        """
+
+
+class IAudioSink(Interface):
+    """
+    Where an RTP receiver pushes decoded PCM (8 kHz mono signed 16-bit
+    little-endian), one frame at a time.
+    """
+
+    def writeFrame(pcm):
+        """
+        Consume one frame of PCM (bytes or a numpy int16 array); ignored
+        once the sink is closed.
+        """
+
+    def close():
+        """
+        Release the sink (idempotent), e.g. finish a file.
+        """
+
+
+# -- SIP transaction layer (lmevoip.sip.transaction) ---------------------
+
+
+class ITransactionUser(Interface):
+    """
+    The transaction user (TU, the UA core): what the transaction layer
+    tells it. The layer catches and logs anything a callback raises.
+    """
+
+    def requestReceived(request, transaction):
+        """
+        A request arrived. C{transaction} is the new server transaction to
+        answer through (C{transaction.sendResponse}); for an ACK that matched
+        no transaction (the ACK for a 2xx, RFC 3261 13.3.1.4) it is C{None};
+        for an ACK matching a server INVITE transaction in Accepted (RFC
+        6026) it is that transaction.
+        """
+
+    def responseReceived(response, transaction):
+        """
+        A client transaction passed a response up (1xx, final, and 2xx
+        retransmissions in Accepted). C{transaction} is C{None} for a stray
+        2xx to INVITE that matched no transaction.
+        """
+
+    def transactionTimedOut(transaction):
+        """
+        Timer B, F or H fired (or the client INVITE Timer C backstop): the
+        request got no final response, or the final response no ACK.
+        """
+
+    def transportError(transaction, failure):
+        """
+        Sending failed (RFC 3261 17.1.4, 17.2.4); the transaction is now
+        terminated. C{failure} is a L{twisted.python.failure.Failure}.
+        """
+
+    def transactionTerminated(transaction):
+        """
+        The transaction terminated and left the layer's tables.
+        """
+
+
+class IClientTransaction(Interface):
+    """
+    A client transaction (RFC 3261 17.1) as the TU sees it.
+    """
+
+    request = Attribute("The request that created the transaction.")
+    state = Attribute("The current TransactionState.")
+    destination = Attribute("(host, port) the request goes to.")
+    lastResponse = Attribute("The most recent response received, or None.")
+
+    def terminate():
+        """
+        Give up on the transaction now: timers cancelled, removed from the
+        layer.
+        """
+
+
+class IServerTransaction(Interface):
+    """
+    A server transaction (RFC 3261 17.2) as the TU sees it.
+    """
+
+    request = Attribute("The request that created the transaction.")
+    state = Attribute("The current TransactionState.")
+    source = Attribute("(host, port) the request came from.")
+    responseDestination = Attribute("(host, port) responses go to (top Via, rport).")
+    lastResponse = Attribute("The most recent response sent, or None.")
+
+    def sendResponse(response):
+        """
+        Send a response through the transaction; raises
+        TransactionStateError when the state does not allow it.
+        """
+
+    def terminate():
+        """
+        Give up on the transaction now: timers cancelled, removed from the
+        layer.
+        """
+
+
+class ITransactionLayer(Interface):
+    """
+    The SIP transaction layer: creates client transactions, routes received
+    messages to transactions, bounds how many live at once.
+    """
+
+    clock = Attribute("The IReactorTime every timer uses.")
+    timers = Attribute("The TimerSettings (T1, T2, T4 and the derived timers).")
+
+    def sendRequest(request, addr):
+        """
+        Start a client transaction for C{request} to C{(host, port)} and
+        return it.
+        """
+
+    def sendAck(ack, addr):
+        """
+        Send an ACK for a 2xx outside any transaction; return whether the
+        transport took it.
+        """
+
+    def sendResponse(response):
+        """
+        Send a response statelessly to the address its top Via names;
+        return whether the transport took it.
+        """
+
+    def receiveRequest(request, source):
+        """
+        Route a received request; return its server transaction or None.
+        """
+
+    def receiveResponse(response, source):
+        """
+        Route a received response; return its client transaction or None.
+        """
+
+    def matchCancel(cancel):
+        """
+        Return the server INVITE transaction a received CANCEL cancels, or
+        None.
+        """
+
+    def stop():
+        """
+        Terminate every live transaction.
+        """
+
+
+class ICodec(Interface):
+    """
+    An audio codec that turns 16-bit linear PCM into an RTP payload and
+    back (provided by L{lmevoip.rtp.codecs.Codec}).
+    """
+
+    name = Attribute("The encoding name as in SDP a=rtpmap, e.g. 'PCMU'.")
+    payloadType = Attribute("The static RTP payload type (int), e.g. 0.")
+    clockRate = Attribute("The RTP clock rate in Hz, e.g. 8000.")
+    channels = Attribute("The number of audio channels.")
+
+    def samplesPerFrame(ptimeMs):
+        """
+        @return: How many samples a packet of C{ptimeMs} milliseconds holds.
+        """
+
+    def encode(pcm):
+        """
+        @param pcm: 16-bit signed little-endian PCM bytes.
+        @return: The RTP payload bytes.
+        """
+
+    def decode(payload):
+        """
+        @param payload: RTP payload bytes.
+        @return: 16-bit signed little-endian PCM bytes.
+        """
+
+    def silenceFrame(ptimeMs):
+        """
+        @return: The payload of a silent packet of C{ptimeMs} milliseconds.
+        """
+
+
+# -- SIP transport, user agent and calls (lmevoip.sip.transport, .useragent, .call)
+
+
+class ISipMessageHandler(Interface):
+    """
+    What a SIP transport hands parsed messages to (the user agent).
+    """
+
+    def messageReceived(message, source):
+        """
+        A request or response arrived from C{source} C{(host, port)}.
+        """
+
+
+class ISipTransport(Interface):
+    """
+    A SIP datagram transport (L{lmevoip.sip.transport.SipDatagramProtocol}).
+    """
+
+    handler = Attribute("The ISipMessageHandler parsed messages go to, or None.")
+    keepAlivesReceived = Attribute("CRLF keep-alive datagrams received (int).")
+    parseErrors = Attribute("Datagrams dropped because they did not parse (int).")
+
+    def send(message, addr):
+        """
+        Send a Request, Response or raw bytes to C{(host, port)}; return the
+        number of octets written. Raises on a transport error.
+        """
+
+    def addSendObserver(observer):
+        """
+        Call C{observer(addr, nbytes)} for every datagram sent.
+        """
+
+    def removeSendObserver(observer):
+        """
+        Stop calling C{observer}.
+        """
+
+
+class ICallMediaHandler(Interface):
+    """
+    The application's media side of one call: the call hands it SDP and
+    never touches media itself. Methods raise
+    L{lmevoip.sip.sdp.NegotiationError} when no stream can be agreed on.
+    """
+
+    def makeOffer(hold):
+        """
+        Return our next offer (a SessionDescription): the initial one, or a
+        new version of the last one (RFC 3264 section 8); C{hold} true puts
+        the peer on hold (sendonly/inactive), false takes it off.
+        """
+
+    def answerOffer(offer, hold):
+        """
+        Answer the peer's offer; return C{(answer SessionDescription,
+        NegotiatedMedia)}. C{hold} true keeps our side on hold.
+        """
+
+    def offerAnswered(offer, answer):
+        """
+        Our C{offer} was answered with C{answer}; return the NegotiatedMedia.
+        """
+
+    def mediaChanged(media):
+        """
+        An offer/answer exchange completed: C{media} (NegotiatedMedia) is
+        now in force (start or update RTP here).
+        """
+
+    def close():
+        """
+        The call ended: release the media. Idempotent.
+        """
+
+
+class ICallObserver(Interface):
+    """
+    What the application is told about one call.
+    """
+
+    def callRinging(call, response):
+        """
+        An outgoing call got a provisional response (180, 183, ...).
+        """
+
+    def callConnected(call, media):
+        """
+        The call is established; C{media} is the NegotiatedMedia.
+        """
+
+    def callHeld(call, byPeer):
+        """
+        The call was put on hold, by the peer (C{byPeer} true) or by us.
+        """
+
+    def callResumed(call, byPeer):
+        """
+        The call was taken off hold.
+        """
+
+    def callTerminated(call, reason, status):
+        """
+        The call ended: C{reason} is a CallEndReason, C{status} the SIP
+        status concerned (the failure response's, 487 after CANCEL, ...)
+        or None.
+        """
+
+
+class IUserAgentObserver(Interface):
+    """
+    What the application is told about the user agent as a whole.
+    """
+
+    def incomingCall(call):
+        """
+        A new INVITE arrived (already answered 100 and usually 180): answer
+        with C{call.answer()}, C{call.reject(status)}, or let it ring.
+        """
+
+    def publicAddressDiscovered(host, port):
+        """
+        The address the network sees us at (the received/rport of our Via in
+        a response, RFC 3581) was learned or changed.
+        """
+
+
+class ICall(Interface):
+    """
+    One call (an INVITE session, RFC 3261 section 13) as the application
+    sees it.
+    """
+
+    callId = Attribute("The Call-ID (str).")
+    state = Attribute("The CallState.")
+    outgoing = Attribute("True for a call we placed, False for one we received.")
+    media = Attribute("The NegotiatedMedia in force, or None.")
+    dialog = Attribute("The Dialog, or None before one exists.")
+    endReason = Attribute("The CallEndReason once terminated, else None.")
+    endStatus = Attribute("The SIP status that ended the call, or None.")
+
+    def answer():
+        """
+        Accept an incoming call (200 with the SDP answer).
+        """
+
+    def reject(status, reason):
+        """
+        Refuse an incoming call with a 300-699 status (486, 603, ...).
+        """
+
+    def hangup():
+        """
+        End the call whatever its state: CANCEL, reject or BYE.
+        """
+
+    def hold():
+        """
+        Put the peer on hold (re-INVITE); return a Deferred.
+        """
+
+    def unhold():
+        """
+        Take the peer off hold (re-INVITE); return a Deferred.
+        """
+
+    def sendOptions():
+        """
+        Send OPTIONS in the dialog; return a Deferred firing with the
+        final response.
+        """
+
+    def addObserver(observer):
+        """
+        Add an ICallObserver.
+        """
+
+    def whenConnected():
+        """
+        Return a Deferred firing with the NegotiatedMedia when the call is
+        established, or failing with CallFailed when it ends first.
+        """
+
+    def whenTerminated():
+        """
+        Return a Deferred firing with a CallEnd when the call ends.
+        """
+
+
+class IUserAgent(Interface):
+    """
+    The SIP user agent core (L{lmevoip.sip.useragent.UserAgent}).
+    """
+
+    config = Attribute("The UserAgentConfig.")
+    publicAddress = Attribute("(host, port) learned from rport/received, or None.")
+    calls = Attribute("A read-only mapping of the live calls by Call-ID.")
+    dialogs = Attribute("The DialogTable.")
+    transactions = Attribute("The TransactionLayer.")
+
+    def call(target, observer=None, mediaHandler=None):
+        """
+        Place a call to C{target} (a SIP URI); return the ICall.
+        """
+
+    def sendOptions(target):
+        """
+        Send an out-of-dialog OPTIONS; return a Deferred firing with the
+        final response.
+        """
+
+    def stop():
+        """
+        End every call and transaction (shutdown).
+        """
