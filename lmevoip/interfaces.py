@@ -533,3 +533,359 @@ class IUserAgent(Interface):
         """
         End every call and transaction (shutdown).
         """
+
+
+# -- RTP sessions, the shared pacer, port allocation (lmevoip.rtp.session,
+# .pacer, .ports) ------------------------------------------------------------
+
+
+class IPacer(Interface):
+    """
+    The process-wide media clock: one reactor timer per packet time that
+    calls every registered ticker in one batch (L{lmevoip.rtp.pacer.Pacer}).
+    """
+
+    clock = Attribute("The IReactorTime the timers are armed on.")
+    tickMs = Attribute("The base tick period in milliseconds (int).")
+
+    def add(ticker, ptimeMs=20, anchor=None):
+        """
+        Call C{ticker(tickTime)} every C{ptimeMs} with the scheduled time of
+        each tick; C{anchor} puts the ticks on the grid of an earlier
+        registration.
+
+        @return: the scheduled time of the first tick the ticker gets.
+        """
+
+    def remove(ticker):
+        """
+        Stop calling C{ticker}; return whether it was registered.
+        """
+
+    def stats():
+        """
+        Return the lateness statistics (ticks, missed ticks, p50/p99/max).
+        """
+
+    def __len__():
+        """
+        Return the number of registered tickers.
+        """
+
+
+class IPortAllocator(Interface):
+    """
+    Binds RTP/RTCP UDP port pairs from a range (L{lmevoip.rtp.ports}).
+    """
+
+    inUse = Attribute("How many pairs are allocated now (int).")
+
+    def allocate(rtpProtocolFactory, rtcpProtocolFactory=None, interface=None):
+        """
+        Bind a protocol from C{rtpProtocolFactory()} on a free even port and
+        one from C{rtcpProtocolFactory()} (unless C{None}: rtcp-mux) on the
+        next one; return the PortPair.
+        """
+
+    def release(pair):
+        """
+        Close the pair's sockets and free its ports; return a Deferred.
+        """
+
+
+class IRtpSessionObserver(Interface):
+    """
+    What an L{IRtpSession} asks its application.
+    """
+
+    def latchRequested(session, newAddr):
+        """
+        Valid RTP from the call's peer arrived from C{newAddr} (host, port),
+        not the negotiated address: return True to latch (send there from
+        now on, symmetric RTP) or False to drop it as an unknown source.
+        """
+
+
+class IRtpSession(Interface):
+    """
+    One call's RTP stream: a paced sender, a receiver, RTCP
+    (L{lmevoip.rtp.session.RtpSession}).
+    """
+
+    ssrc = Attribute("Our SSRC (int).")
+    clock = Attribute("The IReactorTime of every timer.")
+    media = Attribute("The NegotiatedMedia applied by configure(), or None.")
+    sending = Attribute("Whether RTP is being sent now (bool).")
+    receiving = Attribute("Whether RTP is being accepted now (bool).")
+    rtcpMux = Attribute("Whether RTCP shares the RTP port (bool).")
+    remoteRtpAddress = Attribute("Where RTP goes now: (host, port), latched or negotiated, or None.")
+    latchedAddress = Attribute("The latched (host, port), or None.")
+    lastSendTime = Attribute("Clock time of the last RTP packet sent, or None.")
+    lastRtcpSendTime = Attribute("Clock time of the last RTCP packet sent, or None.")
+    senderStats = Attribute("The SenderStatistics of our stream.")
+    receiverStats = Attribute("The ReceiverStatistics of the peer's stream, or None.")
+    counters = Attribute("The session's SessionCounters.")
+
+    def configure(media):
+        """
+        Apply a NegotiatedMedia (first answer, re-INVITE, hold, resume).
+        """
+
+    def start():
+        """
+        Begin sending/receiving as the media allows, and RTCP.
+        """
+
+    def stop(reason=None):
+        """
+        Send RTCP BYE, stop every timer, release the ports; return a
+        Deferred.
+        """
+
+    def sendKeepAliveFrame():
+        """
+        Send one RTP keep-alive (silence, or CN) now; return whether sent.
+        """
+
+    def addSendObserver(observer):
+        """
+        Call C{observer(addr, nbytes)} after every RTP packet sent.
+        """
+
+    def removeSendObserver(observer):
+        """
+        Stop calling an observer added by addSendObserver.
+        """
+
+    def addRtcpSendObserver(observer):
+        """
+        Call C{observer(addr, nbytes)} after every RTCP packet sent.
+        """
+
+    def removeRtcpSendObserver(observer):
+        """
+        Stop calling an observer added by addRtcpSendObserver.
+        """
+
+    def statistics():
+        """
+        Return the session's counters and statistics as a plain dict.
+        """
+
+
+# -- the engine facade and its per-call keep-alive services (lmevoip.engine,
+# lmevoip.events, lmevoip.keepalive.sip, lmevoip.keepalive.rtp) -------------
+
+
+class IEngineObserver(Interface):
+    """
+    What an application registers with C{engine.addObserver} to be told
+    what happens (the SDK's event callback). A plain callable taking the
+    event works too; L{lmevoip.events.EngineObserver} dispatches to one
+    method per event.
+    """
+
+    def engineEvent(event):
+        """
+        Something happened: C{event} is an L{lmevoip.events.EngineEvent}
+        (name, time, line, callId, remoteParty, status, reason, result,
+        details). Called synchronously; what it raises is logged.
+        """
+
+
+class IVoipMediaEngine(Interface):
+    """
+    The media engine (L{lmevoip.engine.VoipMediaEngine}): phone lines,
+    calls, noise gate and NAT keep-alive. Every action returns a
+    L{lmevoip.returns.TelephonyReturnValue} at once; outcomes arrive as
+    events (C{addObserver}) or Deferreds (C{whenEvent}, C{whenLineState}).
+    """
+
+    config = Attribute("The EngineConfig.")
+    clock = Attribute("The IReactorTime of every timer.")
+    lines = Attribute("The number of phone lines (int), numbered from 0.")
+    sipAddress = Attribute("(host, port) of the SIP socket while running, else None.")
+    publicAddress = Attribute("(host, port) peers reach us at (configured or learned), or None.")
+
+    def makeCall(line, user, host, port):
+        """
+        Call sip:user@host:port on C{line}.
+        """
+
+    def makeCallUri(line, uri):
+        """
+        Call a SIP URI on C{line}.
+        """
+
+    def goOffHook(line):
+        """
+        Answer the incoming call ringing on C{line}.
+        """
+
+    def abortIncomingCall(line, code, reason):
+        """
+        Refuse the incoming call ringing on C{line} with a 300-699 status.
+        """
+
+    def terminateCall(line):
+        """
+        End the call on C{line}, whatever its state.
+        """
+
+    def holdCall(line):
+        """
+        Put the far end of C{line} on hold.
+        """
+
+    def resumeCall(line):
+        """
+        Take the far end of C{line} off hold.
+        """
+
+    def getLineStatus(line):
+        """
+        Return the LineStatus of C{line} (state, direction, remote party).
+        """
+
+    def getCall(line):
+        """
+        Return the ICall on C{line}, or None.
+        """
+
+    def setNoiseThreshold(threshold):
+        """
+        Set the noise gate threshold of every line (0 - 0x7FFF).
+        """
+
+    def getNoiseThreshold():
+        """
+        Return the noise gate threshold.
+        """
+
+    def getMinNoiseThreshold():
+        """
+        Return the smallest threshold accepted (0).
+        """
+
+    def getMaxNoiseThreshold():
+        """
+        Return the largest threshold accepted (0x7FFF).
+        """
+
+    def setNoiseDiscriminationEnableState(enabled):
+        """
+        Enable or disable the noise gate of every line.
+        """
+
+    def getNoiseDiscriminationEnableState():
+        """
+        Return whether the noise gate is enabled.
+        """
+
+    def setSilenceDecay(decayMs):
+        """
+        Set the noise gate's decay (hangover) in ms on every line.
+        """
+
+    def getSilenceDecay():
+        """
+        Return the noise gate's decay in ms.
+        """
+
+    def enableKeepAliveTransmissions(keepAliveSip, keepAliveRtp, natSessionTimeMs):
+        """
+        Turn SIP (in-dialog OPTIONS) and RTP (silence) keep-alive on or off
+        for active and future calls so no flow idles for natSessionTimeMs.
+        """
+
+    def sendSipKeepAlive(host, port, enableState, keepAliveSeconds):
+        """
+        Enable, re-period or disable CRLF keep-alives from the SIP socket to
+        host:port.
+        """
+
+    def getKeepAliveState():
+        """
+        Return a list with one plain dict per keep-alive flow.
+        """
+
+    def addObserver(observer):
+        """
+        Add an IEngineObserver or a callable taking an EngineEvent.
+        """
+
+    def removeObserver(observer):
+        """
+        Remove an observer.
+        """
+
+    def whenEvent(name=None, predicate=None, line=None, timeout=None):
+        """
+        Return a Deferred firing with the next matching EngineEvent.
+        """
+
+    def whenLineState(line, state, timeout=None):
+        """
+        Return a Deferred firing with the LineStatus when C{line} is in
+        C{state}.
+        """
+
+
+class ISipKeepAlive(Interface):
+    """
+    In-dialog OPTIONS keep-alive of confirmed calls
+    (L{lmevoip.keepalive.sip.SipKeepAliveService}).
+    """
+
+    natSessionTimeMs = Attribute("The NAT session time in force (int ms), or None while disabled.")
+
+    def setNatSessionTime(natSessionTimeMs):
+        """
+        Enable, change (None: disable) keep-alive on every watched call at
+        once.
+        """
+
+    def watch(key, sendOptions, address, isActive=None):
+        """
+        Keep the signalling flow of a confirmed call alive.
+        """
+
+    def unwatch(key):
+        """
+        Stop keeping a call's flow alive; return whether it was watched.
+        """
+
+    def snapshot():
+        """
+        Return one plain dict per watched call.
+        """
+
+
+class IRtpKeepAlive(Interface):
+    """
+    Silence-frame keep-alive of active calls' RTP flows
+    (L{lmevoip.keepalive.rtp.RtpKeepAliveService}).
+    """
+
+    natSessionTimeMs = Attribute("The NAT session time in force (int ms), or None while disabled.")
+
+    def setNatSessionTime(natSessionTimeMs):
+        """
+        Enable, change (None: disable) keep-alive on every watched call at
+        once.
+        """
+
+    def watch(key, session):
+        """
+        Keep the RTP flow of an active call's IRtpSession alive.
+        """
+
+    def unwatch(key):
+        """
+        Stop keeping a call's flow alive; return whether it was watched.
+        """
+
+    def snapshot():
+        """
+        Return one plain dict per watched call.
+        """
