@@ -1467,3 +1467,40 @@ class DocsExampleTests(SynchronousTestCase):
         with contextlib.redirect_stdout(out):
             exec(compile(code, str(rst), "exec"), {"__name__": "docs_example"})
         self.assertEqual(textwrap.dedent(out.getvalue()).strip("\n"), expected)
+
+
+class AckBeforeRetryTests(SynchronousTestCase):
+    """
+    The ACK for a 300-699 response leaves before the TU hears of the
+    response, so a TU that answers a 401/407 at once with a new INVITE puts
+    it on the wire after the ACK (RFC 3261 17.1.1.3).
+    """
+
+    def test_ackPrecedesTuRetry(self) -> None:
+        clock = Clock()
+        sent: list[str] = []
+        layer: TransactionLayer
+
+        class RetryingTu:
+            def requestReceived(self, request, tx):
+                pass
+
+            def responseReceived(self, response, tx):
+                if response.status == 407:
+                    retry = request(branch="z9hG4bKretry2")
+                    layer.sendRequest(retry, PEER)
+
+            def transactionTimedOut(self, tx):
+                pass
+
+            def transportError(self, tx, failure):
+                pass
+
+            def transactionTerminated(self, tx):
+                pass
+
+        layer = TransactionLayer(clock, lambda message, addr: sent.append(
+            message.method if message.isRequest else str(message.status)), RetryingTu())
+        tx = layer.sendRequest(request(), PEER)
+        layer.receiveResponse(respond(tx.request, 407), PEER)
+        self.assertEqual(sent, ["INVITE", "ACK", "INVITE"])

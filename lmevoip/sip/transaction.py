@@ -409,17 +409,35 @@ class _Transaction:
 
         @return: whether the transport took the message.
         """
+        failure = self._trySend(message, addr)
+        if failure is not None:
+            self._transportFailed(failure)
+            return False
+        return True
+
+    def _trySend(self, message: Request | Response, addr: Address) -> Failure | None:
+        """
+        Hand C{message} to the transport.
+
+        @return: C{None}, or the failure of the transport, logged but not yet
+            reported (see L{_transportFailed}).
+        """
         try:
             self._layer._transport(message, addr)
         except Exception:
             failure = Failure()
             self.log.warn("{tx}: transport error sending to {addr}: {error}",
                           tx=self, addr=addr, error=failure.getErrorMessage())
-            if self.state is not TransactionState.TERMINATED:
-                self._layer._callTu("transportError", self, failure)
-                self._setState(TransactionState.TERMINATED)
-            return False
-        return True
+            return failure
+        return None
+
+    def _transportFailed(self, failure: Failure) -> None:
+        """
+        Report a transport error to the TU and terminate (17.1.4, 17.2.4).
+        """
+        if self.state is not TransactionState.TERMINATED:
+            self._layer._callTu("transportError", self, failure)
+            self._setState(TransactionState.TERMINATED)
 
     def _linger(self, name: str, delay: float) -> None:
         """
@@ -565,10 +583,17 @@ class ClientInviteTransaction(_ClientTransaction):
                 self._cancelTimers("A", "B", "C")
                 self._setState(TransactionState.COMPLETED)
                 self.ack = makeAck(self.request, response)
-                # Up first, so the TU learns the outcome even when the ACK
-                # then meets a transport error.
+                # The ACK goes on the wire before the TU hears of the
+                # response: a TU that retries at once (401/407 with
+                # credentials) must not put its new INVITE ahead of the ACK
+                # that completes this one (17.1.1.3). A transport error on
+                # the ACK is reported after the response, so the TU still
+                # learns the outcome first.
+                failure = self._trySend(self.ack, self.destination)
                 self._passUp(response)
-                if self.state is TransactionState.COMPLETED and self._send(self.ack, self.destination):
+                if failure is not None:
+                    self._transportFailed(failure)
+                elif self.state is TransactionState.COMPLETED:
                     self._linger("D", self.timers.forTransport("D", self.reliable))
         elif state is TransactionState.COMPLETED:
             if status >= 300 and self.ack is not None:
