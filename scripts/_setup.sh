@@ -24,8 +24,8 @@ setup_venv() {
 }
 
 # The real peers and tools the tests talk to, from Debian's packages.
-PEER_PACKAGES="sip-tester kamailio baresip tshark nftables iproute2"
-PEER_BINARIES="sipp kamailio kamcmd baresip tshark nft ip"
+PEER_PACKAGES="sip-tester kamailio baresip tshark nftables iproute2 chromium chromium-driver"
+PEER_BINARIES="sipp kamailio kamcmd baresip tshark nft ip chromium chromedriver"
 
 install_peers() {
     missing=""

@@ -24,6 +24,8 @@ DEBIAN_PACKAGE = {
     "tshark": "tshark",
     "nft": "nftables",
     "ip": "iproute2",
+    "chromium": "chromium",
+    "chromedriver": "chromium-driver",
 }
 
 #: The shared test data beside the checkout (../shared/testdata).
