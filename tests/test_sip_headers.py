@@ -61,6 +61,9 @@ class ViaTests(SynchronousTestCase):
         self.assertEqual(str(via), "SIP/2.0/TCP example.com:5070;branch=z9hG4bK9;rport")
         self.assertRaises(ValueError, Via, "UDP", "bad host")
         self.assertRaises(ValueError, Via, "UDP", "example.com", 65536)
+        self.assertRaises(ValueError, Via, "U DP", "example.com")
+        self.assertRaises(ValueError, Via, "UDP", "example.com", None, {"branch": "a b"})
+        self.assertRaises(ValueError, Via, "UDP", "example.com", None, {"": None})
 
     def test_invalid(self):
         for text in ["", "SIP/2.0/UDP", "SIP/2.0 UDP host", "SIP/2.0/UDP host;;",
@@ -148,6 +151,13 @@ class NameAddrTests(SynchronousTestCase):
         self.assertEqual(NameAddr.parse(text), value)
         self.assertEqual(NameAddr("sip:a@example.com").uri, SipUri.parse("sip:a@example.com"))
         self.assertRaises(ValueError, str, NameAddr(SipUri.parse("sip:a@b.example"), "a\r\nb"))
+        uri = SipUri.parse("sip:a@b.example")
+        self.assertRaises(ValueError, NameAddr, uri, None, {"tag": "a;b"})
+        self.assertRaises(ValueError, NameAddr(uri).withTag, "has space")
+        self.assertRaises(ValueError, NameAddr, uri, None, {"q": "2"})
+        self.assertRaises(ValueError, NameAddr, uri, None, {"expires": None})
+        self.assertEqual(NameAddr(uri, None, {"x": '"quoted; value"'}).params,
+                         {"x": '"quoted; value"'})
 
     def test_equality(self):
         self.assertEqual(NameAddr.parse("<sip:a@example.com>;tag=1"),
@@ -186,6 +196,8 @@ class CSeqTests(SynchronousTestCase):
                      "1", "INVITE", "1 INV ITE", "x INVITE"]:
             self.assertRaises(SipParseError, CSeq.parse, text)
         self.assertRaises(ValueError, CSeq, -1, "ACK")
+        self.assertRaises(ValueError, CSeq, 2**32, "ACK")
+        self.assertRaises(ValueError, CSeq, 1, "BAD METHOD")
 
     def test_methodCaseSensitive(self):
         self.assertNotEqual(CSeq.parse("1 invite"), CSeq.parse("1 INVITE"))

@@ -224,6 +224,7 @@ class FastPathTests(SynchronousTestCase):
             careful = messageModule._carefulParse(data)
         except SipParseError:
             self.assertIsNone(fast, data)
+            self.assertRaises(SipParseError, parse, data)
             return None
         if fast is not None:
             self.assertEqual(fast, careful)
@@ -245,6 +246,13 @@ class FastPathTests(SynchronousTestCase):
         for data in [
                 request(b"Max-Forwards: 256\r\n"), request(b"Max-Forwards: 255\r\n"),
                 request(b"Content-Length: 99\r\n"), request(b"Content-Length: x\r\n"),
+                request(b"Content-Length: -\r\n", body=b"x"),
+                request(b"Content-Length:\r\n", body=b"x"), request(b"Max-Forwards: -\r\n"),
+                request(b"Max-Forwards:\r\n"), request(b"X-Tab: a\tb \t\r\n"),
+                request(b"Max-Forwards: 0068\r\n"),
+                request(startLine=b"OPTIONS sip:b@" + b"x" * 300 + b".example SIP/2.0"),
+                request(startLine=b"OPTIONS sip:b@example.com:05060 SIP/2.0"),
+                request(startLine=b"OPTIONS sip:b@1.2.3 SIP/2.0"),
                 request(startLine=b"OPTIONS sip:bob@example.com:65536 SIP/2.0"),
                 request(startLine=b"OPTIONS sip:bob@example.com:65535 SIP/2.0"),
                 request(startLine=b"OPTIONS sip:bob@999.0.0.1 SIP/2.0"),
@@ -389,6 +397,10 @@ class ErrorTests(SynchronousTestCase):
                      if not line.startswith(name + b":")]
             self.assertError(b"\r\n".join(lines), 400, name.decode())
 
+    def test_emptyVia(self):
+        data = request(b"Via:\r\n")
+        self.assertError(data, 400, "Via")
+
     def test_continuationFirst(self):
         data = request().replace(b"SIP/2.0\r\nVia", b"SIP/2.0\r\n folded\r\nVia")
         self.assertError(data, 400, "continuation")
@@ -504,6 +516,16 @@ class TypedPropertyTests(SynchronousTestCase):
         self.assertEqual((credentials.username, credentials.nonce), ("bob", "dcd98b"))
         self.assertEqual(m.proxyAuthorization[0].username, "a")
         self.assertEqual(parse(request()).wwwAuthenticate, [])
+
+    def test_authErrorsKeepTheirClass(self):
+        from lmevoip.sip.auth import AuthParseError
+        m = parse(request(b'Authorization: Digest username="unterminated\r\n'))
+        error = self.assertRaises(AuthParseError, getattr, m, "authorization")
+        self.assertEqual((error.status, error.method), (400, "OPTIONS"))
+        response = parse(OK.replace(b"Content-Length: 0\r\n",
+                                    b'WWW-Authenticate: Digest realm="x\r\n'))
+        error = self.assertRaises(AuthParseError, getattr, response, "wwwAuthenticate")
+        self.assertIsNone(error.status)
 
     def test_severalChallengesInOneField(self):
         m = parse(request(b'WWW-Authenticate: Digest realm="a", nonce="1", '

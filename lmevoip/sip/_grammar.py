@@ -187,8 +187,9 @@ _FAST_TAIL = (
     rf"\r\n{_NAME_ADDR_V}\r\n{_NAME_ADDR_V}"
     rf"\r\n{WORD}(?:@{WORD})?+"
     rf"\r\n([0-9]{{1,10}}+)[ \t]++")
-#: Max-Forwards and Content-Length, "-" standing for an absent header.
-_FAST_END = r"\r\n(?:-|([0-9]{1,3}+))\r\n(?:-|([0-9]{1,10}+))"
+#: Max-Forwards and Content-Length, NUL standing for an absent header (no
+#: header value can hold one).
+_FAST_END = r"\r\n(?:\x00|([0-9]{1,3}+))\r\n(?:\x00|([0-9]{1,10}+))"
 #: Groups: method, Request-URI, CSeq number, Max-Forwards, Content-Length.
 FAST_REQUEST_RE = re.compile(
     rf"({TOKEN}) ({_sipUriV(USER, True, False)}|{_ABS_URI_NC}) "
@@ -203,6 +204,8 @@ CSEQ_RE = re.compile(rf"([0-9]{{1,10}}+)[ \t]++({TOKEN})")
 DIGITS_RE = re.compile(r"[0-9]{1,10}+")
 TOKEN_RE = re.compile(TOKEN)
 MEDIA_TYPE_RE = re.compile(rf"({TOKEN})[ \t]*+/[ \t]*+({TOKEN})({GPARAMS})")
+GPARAMS_RE = re.compile(GPARAMS)
+GENVALUE_RE = re.compile(GENVALUE)
 PARAM_RE = re.compile(rf"[ \t]*+;[ \t]*+({TOKEN})(?:[ \t]*+=[ \t]*+({GENVALUE}))?+")
 QVALUE_RE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
 
@@ -254,7 +257,7 @@ def _checkHost(host: str) -> str:
             raise SipParseError(f"invalid IPv6 reference {host!r}") from None
     if IPV4_RE.fullmatch(host):
         return host
-    if HOSTNAME_RE.fullmatch(host) and len(host) <= 255:
+    if HOSTNAME_RE.fullmatch(host):
         top = host.rstrip(".").rpartition(".")[2]
         if top[:1].isalpha():
             return host.lower()
@@ -415,6 +418,15 @@ def parseParams(text: str, what: str) -> dict[str, str | None]:
     """
     params: dict[str, str | None] = {}
     if not text:
+        return params
+    if '"' not in text and GPARAMS_RE.fullmatch(text):
+        # Validated, and without quoted strings ";" and "=" only delimit.
+        for part in text.split(";")[1:]:
+            name, equals, value = part.partition("=")
+            name = name.strip(" \t").lower()
+            if name in params:
+                raise SipParseError(f"parameter {name!r} repeated in {what}")
+            params[name] = value.strip(" \t") if equals else None
         return params
     pos = 0
     end = len(text)

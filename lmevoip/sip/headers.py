@@ -17,8 +17,8 @@ of a comma-separated list) and a canonical C{str()}.
 from __future__ import annotations
 
 from lmevoip.sip._grammar import (
-    CSEQ_RE, NAME_ADDR_RE, QVALUE_RE, SipParseError, VIA_RE, checkHost,
-    formatHost, formatParams, parseParams, quote, unquote)
+    CSEQ_RE, GENVALUE_RE, NAME_ADDR_RE, QVALUE_RE, TOKEN_RE, SipParseError,
+    VIA_RE, checkHost, formatHost, formatParams, parseParams, quote, unquote)
 from lmevoip.sip.uri import AbsoluteUri, SipUri
 
 __all__ = ["Via", "NameAddr", "CSeq", "MAX_CSEQ", "MAX_DELTA_SECONDS"]
@@ -28,8 +28,27 @@ MAX_CSEQ = 2**32 - 1
 #: Expires values and parameters are at most 2**32 - 1 (RFC 3261 20.19).
 MAX_DELTA_SECONDS = 2**32 - 1
 
+#: The Via parameters whose values L{Via.parse} checks.
+_CHECKED_VIA_PARAMS = frozenset(("rport", "received", "maddr", "ttl", "branch"))
+
 #: Transports whose default port is 5061 (RFC 3261 19.1.2, 18.2.2).
 _TLS_TRANSPORTS = frozenset(("TLS", "TLS-SCTP"))
+
+
+def _checkedParams(params, what: str) -> dict[str, str | None]:
+    """
+    Copy header parameters given to a constructor, lower-casing the names
+    and checking that they serialize validly (token names; token, host or
+    quoted-string values).
+    """
+    if not params:
+        return {}
+    params = {name.lower(): value for name, value in params.items()}
+    for name, value in params.items():
+        if not TOKEN_RE.fullmatch(name) or (
+                value is not None and not GENVALUE_RE.fullmatch(value)):
+            raise SipParseError(f"invalid {what} parameter {name}={value!r}")
+    return params
 
 
 def _deltaSeconds(value: str, what: str) -> int:
@@ -59,12 +78,14 @@ class Via:
 
     def __init__(self, transport: str, host: str, port: int | None = None,
                  params: dict[str, str | None] | None = None) -> None:
+        if not TOKEN_RE.fullmatch(transport):
+            raise SipParseError(f"invalid Via transport {transport!r}")
         self.transport = transport.upper()
         self.host = checkHost(host)
         if port is not None and not 0 <= port <= 65535:
             raise SipParseError(f"Via port {port} out of range")
         self.port = port
-        self.params = {k.lower(): v for k, v in params.items()} if params else {}
+        self.params = _checkedParams(params, "Via")
 
     @classmethod
     def parse(cls, value: str) -> Via:
@@ -90,9 +111,12 @@ class Via:
             self.port = int(port)
             if self.port > 65535:
                 raise SipParseError(f"Via port {port} out of range")
-        self.params = parseParams(params, "Via") if params else {}
-        if self.params:
-            self._checkParams()
+        if params:
+            self.params = parseParams(params, "Via")
+            if not _CHECKED_VIA_PARAMS.isdisjoint(self.params):
+                self._checkParams()
+        else:
+            self.params = {}
         return self
 
     def _checkParams(self) -> None:
@@ -197,7 +221,9 @@ class NameAddr:
             uri = parseUri(uri)
         self.uri = uri
         self.displayName = displayName
-        self.params = {k.lower(): v for k, v in params.items()} if params else {}
+        self.params = _checkedParams(params, "name-addr")
+        if "expires" in self.params or "q" in self.params:
+            self.expires, self.q  # validate now, as parse does
 
     @classmethod
     def parse(cls, value: str) -> NameAddr:
@@ -312,6 +338,8 @@ class CSeq:
     def __init__(self, seq: int, method: str) -> None:
         if not 0 <= seq <= MAX_CSEQ:
             raise SipParseError(f"CSeq number {seq} out of range")
+        if not TOKEN_RE.fullmatch(method):
+            raise SipParseError(f"invalid CSeq method {method!r}")
         self.seq = seq
         self.method = method
 

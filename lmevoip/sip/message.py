@@ -41,7 +41,7 @@ import re
 from typing import NoReturn
 
 from lmevoip.sip._grammar import (
-    BAD_CONTROL_RE, CALL_ID_RE, CSEQ_RE, DIGITS_RE, DISPLAY_OF,
+    BAD_CONTROL_RE, CALL_ID_RE, CSEQ_RE, DIGITS_RE,
     FAST_REQUEST_RE as _FAST_REQUEST_RE, FAST_RESPONSE_RE as _FAST_RESPONSE_RE, KEY_OF,
     LIST_HEADERS, MEDIA_TYPE_RE, NAME_ADDR_RE, REASONS, REQUEST_URI,
     SIP_URI_RE, TOKEN, TOKEN_RE, VIA_RE, SipParseError, checkHost,
@@ -109,12 +109,14 @@ class Headers:
 
     def _nameList(self) -> list[str]:
         """
-        The display names. After L{parse} C{_names} is a tuple of the names
-        as written, converted here on first need.
+        The display names. After L{parse}'s fast path C{_names} is a tuple
+        of the raw header lines, converted here on first need (most
+        messages are never iterated or serialized).
         """
         names = self._names
         if type(names) is tuple:
-            names = self._names = [headerName(name)[1] for name in names]
+            names = self._names = [headerName(line.partition(":")[0])[1]
+                                   for line in names]
         return names
 
     @staticmethod
@@ -306,7 +308,7 @@ def _typed(func):
         try:
             value = cache[name] = func(self)
         except SipParseError as error:
-            raise self._error(str(error)) from None
+            raise self._inContext(error) from None
         return value[:] if type(value) is list else value
 
     getter.__name__ = name
@@ -395,7 +397,11 @@ class _Message:
         self.version = version
         self._cache = None
 
-    def _error(self, message: str) -> SipParseError:
+    def _inContext(self, error: SipParseError) -> SipParseError:
+        """
+        Give a typed property's error the status, method and headers of
+        this message (the error object, and so its class, is kept).
+        """
         raise NotImplementedError
 
     def _startLine(self) -> str:
@@ -453,9 +459,13 @@ class _Message:
             if not vias:
                 raise SipParseError("missing Via header field")
             return vias[0]
-        value = self.headers.get("via")
-        if value is None:
-            raise SipParseError("missing Via header field")
+        headers = self.headers
+        try:
+            value = headers._values[headers._keys.index("via")]
+        except ValueError:
+            raise SipParseError("missing Via header field") from None
+        if "," in value:
+            value = splitComma(value)[0]
         return Via.parse(value)
 
     @_typed
@@ -707,10 +717,12 @@ class Request(_Message):
     def _startLine(self) -> str:
         return f"{self.method} {self.uri} {self.version}"
 
-    def _error(self, message: str) -> SipParseError:
-        status = None if self.method == "ACK" else 400
-        return SipParseError(message, status=status, method=self.method,
-                             headers=self.headers)
+    def _inContext(self, error: SipParseError) -> SipParseError:
+        error.status = None if self.method == "ACK" else 400
+        error.reason = None if error.status is None else REASONS[400]
+        error.method = self.method
+        error.headers = self.headers
+        return error
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Request):
@@ -758,8 +770,10 @@ class Response(_Message):
     def _startLine(self) -> str:
         return f"{self.version} {self.status} {self.reason}"
 
-    def _error(self, message: str) -> SipParseError:
-        return SipParseError(message, headers=self.headers)
+    def _inContext(self, error: SipParseError) -> SipParseError:
+        error.status = error.reason = error.method = None
+        error.headers = self.headers
+        return error
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Response):
@@ -817,9 +831,9 @@ def parse(data: bytes) -> Request | Response:
 def _fastParse(data: bytes) -> Request | Response | None:
     """
     The common case, with C-level string operations and one regular
-    expression: a header section without control characters (HTAB
-    included), folding, unusual header name spellings, repeated
-    single-value headers or IPv6 hosts. Returns C{None} for anything else
+    expression: a header section without control characters (other than
+    HTAB), folding, unusual header name spellings, repeated single-value
+    headers or IPv6 hosts. Returns C{None} for anything else
     (valid or not), which L{_carefulParse} then handles. Whatever this
     accepts L{_carefulParse} accepts identically (the tests check that on
     the corpus and on generated messages).
@@ -837,10 +851,8 @@ def _fastParse(data: bytes) -> Request | Response | None:
             or len(head.translate(None, _CONTROLS)) + 2 * count - 2 != end):
         return None
     first = lines.pop(0)
-    names = []
     keys = []
     values = []
-    addName = names.append
     addKey = keys.append
     addValue = values.append
     keyOf = KEY_OF
@@ -851,7 +863,6 @@ def _fastParse(data: bytes) -> Request | Response | None:
                 if not colon:
                     return None
                 addKey(keyOf[name])
-                addName(name)
                 addValue(value.strip())
         else:
             for line in lines:
@@ -859,7 +870,6 @@ def _fastParse(data: bytes) -> Request | Response | None:
                 if not colon:
                     return None
                 addKey(keyOf[name])
-                addName(name)
                 addValue(value.strip(" \t"))
     except KeyError:
         return None
@@ -882,8 +892,8 @@ def _fastParse(data: bytes) -> Request | Response | None:
     try:
         core = "\r\n".join((
             first, via, index["from"], index["to"], index["call-id"],
-            index["cseq"], index.get("max-forwards", "-"),
-            index.get("content-length", "-")))
+            index["cseq"], index.get("max-forwards", "\x00"),
+            index.get("content-length", "\x00")))
     except (KeyError, TypeError):
         return None
     if first[:8] == "SIP/2.0 ":
@@ -914,7 +924,7 @@ def _fastParse(data: bytes) -> Request | Response | None:
         body = data[end + 4:end + 4 + size]
     message.body = body
     headers = Headers.__new__(Headers)
-    headers._names = tuple(names)
+    headers._names = tuple(lines)
     headers._keys = keys
     headers._values = values
     headers._version = 0
@@ -971,7 +981,7 @@ def _carefulParse(data: bytes) -> Request | Response:
             raise _Fail(f"start line longer than {MAX_LINE_LENGTH} characters", 513)
         if BAD_CONTROL_RE.search(first):
             raise _Fail("control character in the start line")
-        message = _startLine(first)
+        message = _parseStartLine(first)
         index = {}
         for key, value in zip(headers._keys, headers._values):
             index.setdefault(key, value)
@@ -1014,6 +1024,11 @@ def _parseHeaders(lines: list[str]) -> Headers:
     length = 0
     for index in range(1, len(lines)):
         line = lines[index]
+        if "\r" in line or "\n" in line:
+            failure = failure or _Fail(f"bare CR or LF in a header line: {line[:80]!r}")
+            line = line.replace("\r", " ").replace("\n", " ")
+        if BAD_CONTROL_RE.search(line):
+            failure = failure or _Fail(f"control character in a header line: {line[:80]!r}")
         if line[:1] in (" ", "\t"):
             if parts is None:
                 failure = failure or _Fail("continuation line without a header field")
@@ -1039,11 +1054,6 @@ def _parseHeaders(lines: list[str]) -> Headers:
         except SipParseError as error:
             failure = failure or _Fail(str(error))
             continue
-        if "\r" in value or "\n" in value:
-            failure = failure or _Fail(f"bare CR or LF in header field {display}")
-            value = value.replace("\r", " ").replace("\n", " ")
-        if BAD_CONTROL_RE.search(value):
-            failure = failure or _Fail(f"control character in header field {display}")
         length = len(line)
         if length > MAX_LINE_LENGTH:
             failure = failure or _Fail(
@@ -1068,7 +1078,7 @@ def _parseHeaders(lines: list[str]) -> Headers:
     return headers
 
 
-def _startLine(line: str) -> Request | Response:
+def _parseStartLine(line: str) -> Request | Response:
     """
     Parse and validate a start line (the Request-URI included) into an
     empty L{Request} or L{Response}.
@@ -1098,7 +1108,7 @@ def _startLine(line: str) -> Request | Response:
 def _explainStartLine(line: str) -> NoReturn:
     """
     Raise the L{_Fail} that says what is wrong with a start line that
-    L{_startLine} did not accept.
+    L{_parseStartLine} did not accept.
     """
     if line[:4].upper() == "SIP/":
         match = _LOOSE_STATUS_RE.fullmatch(line)
@@ -1130,12 +1140,11 @@ def _validateCore(message: Request | Response, headers: Headers,
     via = index.get("via")
     if via is None:
         raise _Fail("missing Via header field")
-    if headers._keys.count("via") > 1:
-        vias = headers.getAll("via")
-    elif "," in via:
-        vias = splitComma(via)
-    else:
-        vias = (via,)
+    vias = []
+    for field in headers._fields("via"):
+        if not field:
+            raise _Fail("empty Via header field")
+        vias.extend(splitComma(field))
     for value in vias:
         match = VIA_RE.fullmatch(value)
         if match is None:

@@ -83,14 +83,20 @@ class SipUri:
         """
         @param host: a host name, IPv4 address or IPv6 address (with or
             without brackets).
-        @raise ValueError: on a bad scheme, host or port (as
-            L{SipParseError}).
+        @raise ValueError: on a bad scheme, host or port, an empty user, or
+            an empty parameter or header name (as L{SipParseError}).
         """
         scheme = scheme.lower()
         if scheme not in ("sip", "sips"):
             raise SipParseError(f"SipUri scheme must be sip or sips, not {scheme!r}")
         if port is not None and not 0 <= port <= 65535:
             raise SipParseError(f"port {port} out of range")
+        if user == "":
+            raise SipParseError("a SIP URI user part cannot be empty (use None)")
+        if params and any(not name or value == "" for name, value in params.items()):
+            raise SipParseError(f"empty URI parameter name or value in {params!r}")
+        if headers and any(not name for name, _ in headers):
+            raise SipParseError("empty URI header name")
         self.scheme = scheme
         self.user = user
         self.password = password
