@@ -889,3 +889,55 @@ class IRtpKeepAlive(Interface):
         """
         Return one plain dict per watched call.
         """
+
+
+# -- SIP registration (lmevoip.sip.registration) -----------------------------
+
+
+class IRegistrationObserver(Interface):
+    """
+    What an application is told about one registration
+    (L{lmevoip.sip.registration.RegistrationClient}).
+    """
+
+    def registrationEvent(name, **fields):
+        """
+        Something happened to the registration: C{name} is a
+        L{lmevoip.sip.registration.RegistrationEventName}; C{fields} always
+        hold C{aor} and C{state}, plus the event's own fields (C{expires},
+        C{status}, C{retryIn}, ...). Never carries credentials.
+        """
+
+
+class IRegistrationClient(Interface):
+    """
+    Keeps one address-of-record registered with one registrar
+    (L{lmevoip.sip.registration.RegistrationClient}).
+    """
+
+    state = Attribute("The RegistrationState.")
+    aor = Attribute("The address-of-record (SipUri).")
+    callId = Attribute("The Call-ID of every REGISTER of the flow.")
+    grantedExpires = Attribute("The expiry the registrar last granted (s), or None.")
+    isRegistered = Attribute("Whether a granted binding is in force.")
+
+    def register():
+        """
+        Start registering, refreshing until un-registered.
+        """
+
+    def unregister():
+        """
+        Remove the bindings (expires 0); return a Deferred firing when done
+        or timed out.
+        """
+
+    def stop():
+        """
+        Un-register (as C{unregister}).
+        """
+
+    def snapshot():
+        """
+        Return a plain dict describing the registration.
+        """
