@@ -70,12 +70,6 @@ SHORT_T2 = 0.4
 #: SIPp's -timeout for the scenarios (seconds): far above what they need.
 SIPP_TIMEOUT = 15
 
-#: Why the default OPTIONS answer test is skipped.
-NO_SUPPORTED_BUG = (
-    "UA bug: with config.supported empty the 200 to OPTIONS has no Supported header "
-    "(UserAgent._response adds it only for a non-empty tuple), while RFC 3261 11.2 says "
-    "it SHOULD be present (an empty value is valid) and docs/sip-user-agent.rst lists it")
-
 #: The runnable example of the docs.
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "call_sipp.py"
 
@@ -431,7 +425,6 @@ class OptionsTests(SippTestCase):
         (ok,) = responsesTo(loggedMessages(result.messages, "received"), "OPTIONS")
         self.assertEqual(headerValues(ok, "Supported"), [""], ok)
 
-    test_optionsSupportedWhenNone.skip = NO_SUPPORTED_BUG
 
 
 class AuthenticationTests(SippTestCase):

@@ -615,8 +615,9 @@ class UserAgent:
             request.headers.add("User-Agent", self.config.userAgentHeader)
         if request.method == "INVITE":
             request.headers.add("Allow", ", ".join(ALLOWED_METHODS))
-            if self.config.supported:
-                request.headers.add("Supported", ", ".join(self.config.supported))
+            # RFC 3261 11.2 / 13.2.1: Supported SHOULD be present, and an
+            # empty value (no extensions) is valid.
+            request.headers.add("Supported", ", ".join(self.config.supported))
 
     def _response(self, request: Request, status: int, reason: str | None = None,
                   toTag: str | None = None, body: bytes = b"",
@@ -629,8 +630,7 @@ class UserAgent:
         if dialogForming and 100 < status < 300:
             response.headers.add("Contact", self.contactHeader)
             response.headers.add("Allow", ", ".join(ALLOWED_METHODS))
-            if self.config.supported:
-                response.headers.add("Supported", ", ".join(self.config.supported))
+            response.headers.add("Supported", ", ".join(self.config.supported))
         if self.config.userAgentHeader:
             response.headers.add("Server", self.config.userAgentHeader)
         if body:
