@@ -464,6 +464,24 @@ CSeq: 1 ACK"""
         self.assertEqual(self.peer.tablesEmpty(), (0, 0, 0, 0, 0))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_recordRouteCopied(self):
+        """
+        12.1.1: the 180 and the 200 carry every Record-Route of the INVITE,
+        in order, so a caller behind a record-routing proxy learns the same
+        route set (its ACK and BYE then take the proxy path).
+        """
+        routes = "Record-Route: <sip:p2.example.com;lr>\r\nRecord-Route: <sip:p1.example.com;lr;ftag=x>\r\n"
+        call, sent = self.receiveInvite(**{"Max-Forwards: 70\r\n": "Max-Forwards: 70\r\n" + routes})
+        self.assertEqual([m.status for m, _ in sent], [100, 180])
+        expected = ["<sip:p2.example.com;lr>", "<sip:p1.example.com;lr;ftag=x>"]
+        self.assertEqual(sent[0][0].headers.getAll("Record-Route"), [])
+        self.assertEqual(sent[1][0].headers.getAll("Record-Route"), expected)
+        call.answer()
+        ok, _ = self.peer.takeOne(self)
+        self.assertEqual(ok.status, 200)
+        self.assertEqual(ok.headers.getAll("Record-Route"), expected)
+        self.assertEqual([str(r) for r in call.dialog.routeSet], expected)
+
     def test_ringAnswerAck(self):
         """100, 180, then 200 with the answer, re-sent T1 doubling until the ACK."""
         call, sent = self.receiveInvite()

@@ -628,6 +628,12 @@ class UserAgent:
         """
         response = makeResponse(request, status, reason, toTag=None if status == 100 else toTag)
         if dialogForming and 100 < status < 300:
+            if request.method == "INVITE":
+                # 12.1.1: copy every Record-Route of the request, in order,
+                # so the caller learns the same route set (behind a
+                # record-routing proxy its ACK and BYE take that path).
+                for value in request.headers.getAll("Record-Route"):
+                    response.headers.add("Record-Route", value)
             response.headers.add("Contact", self.contactHeader)
             response.headers.add("Allow", ", ".join(ALLOWED_METHODS))
             response.headers.add("Supported", ", ".join(self.config.supported))
