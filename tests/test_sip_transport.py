@@ -265,3 +265,81 @@ class RealSocketTests(TestCase):
 def deferLater(seconds):
     from twisted.internet import task
     return task.deferLater(reactor, seconds, lambda: None)
+
+
+class HostileInputTests(SynchronousTestCase):
+    """
+    Nothing a peer sends makes L{SipDatagramProtocol.datagramReceived} raise
+    or log a failure; error answers go back to the source only.
+    """
+
+    def assertQuiet(self, protocol, data, source=("192.0.2.9", 5099)):
+        from twisted.logger import globalLogPublisher
+
+        failures = []
+
+        def observe(event):
+            if event.get("log_failure") is not None:
+                failures.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        try:
+            protocol.datagramReceived(data, source)
+        finally:
+            globalLogPublisher.removeObserver(observe)
+        self.assertEqual(failures, [])
+
+    def test_controlCharactersInRecoveredHeaders(self):
+        """
+        A request whose Via or From carries a NUL is unparseable; its answer
+        leaves out what cannot be copied (or is not sent when the Via
+        cannot be), and the protocol neither raises nor logs a failure.
+        """
+        handler = RecordingHandler()
+        protocol, transport = connected(handler)
+        badFrom = OPTIONS.replace(b"From: <sip:alice@192.0.2.1>", b"From: <sip:al\x00ice@192.0.2.1>")
+        self.assertQuiet(protocol, badFrom)
+        self.assertEqual(len(transport.written), 1)
+        answer, destination = transport.written[0]
+        # Our own strict parser would refuse a response without From (as
+        # the peer's may): check the wire text.
+        lines = answer.decode("ascii").split("\r\n")
+        self.assertEqual((lines[0], destination), ("SIP/2.0 400 Bad Request", ("192.0.2.9", 5099)))
+        self.assertFalse([line for line in lines if line.startswith("From:")])
+        self.assertIn("Call-ID: t1@192.0.2.1", lines)
+        self.assertIn("CSeq: 1 OPTIONS", lines)
+        badVia = OPTIONS.replace(b"branch=z9hG4bKabc", b"branch=z9hG4\x00bKabc")
+        self.assertQuiet(protocol, badVia)
+        self.assertEqual(len(transport.written), 1)
+        self.assertEqual(handler.messages, [])
+        self.assertEqual(protocol.parseErrors, 2)
+
+    def test_answerGoesToSourceNotVia(self):
+        """
+        The stateless 400 to a malformed request goes to the datagram's
+        source, never to an address its Via names (no reflection).
+        """
+        protocol, transport = connected()
+        bad = OPTIONS.replace(b"192.0.2.1:5060;branch=z9hG4bKabc;rport",
+                              b"198.51.100.77:5060;branch=z9hG4bKabc;maddr=198.51.100.78")
+        bad = bad.replace(b"Max-Forwards: 70", b"Max-Forwards: seventy")
+        self.assertQuiet(protocol, bad)
+        self.assertEqual([destination for _, destination in transport.written], [("192.0.2.9", 5099)])
+        self.assertEqual(parse(transport.written[0][0]).status, 400)
+
+
+from hypothesis import given, settings  # noqa: E402
+
+from tests.test_sip_properties import mutated  # noqa: E402
+
+
+class HostileInputPropertyTests(SynchronousTestCase):
+    @settings(max_examples=300)
+    @given(mutated())
+    def test_mutatedCorpusNeverRaises(self, data):
+        """
+        Mutated RFC 4475 messages go through the protocol without an
+        exception or a logged failure.
+        """
+        protocol, transport = connected(RecordingHandler())
+        HostileInputTests.assertQuiet(self, protocol, bytes(data))

@@ -41,7 +41,7 @@ from zope.interface import implementer
 from lmevoip.interfaces import ISipTransport
 from lmevoip.sip.headers import NameAddr
 from lmevoip.sip.message import Headers, Request, Response, SipParseError, parse
-from lmevoip.sip.transaction import generateTag, responseAddress, stampVia
+from lmevoip.sip.transaction import generateTag, stampVia
 
 Address = tuple[str, int]
 
@@ -86,8 +86,17 @@ def errorResponse(error: SipParseError, source: Address) -> tuple[Response, Addr
     C{received}/C{rport} from the source, RFC 3581) and the first From, To
     (with a tag added when it parses and has none), Call-ID and CSeq that
     are present, verbatim; duplicated single-value fields (multi01.dat) are
-    copied once. It goes where the top Via says (18.2.2); when that Via
-    cannot be parsed (badinv01.dat), back to the source address.
+    copied once. A header value that cannot be copied (control characters
+    the parser recovered but a message may not carry) is left out; without a
+    copyable Via and CSeq there is no answer.
+
+    The answer goes back to the datagram's source address, whatever its Via
+    says. RFC 3261 18.2.2 would send to the Via's C{maddr} or sent-by, but
+    those come from a message we could not even parse: honouring them would
+    let anyone reflect our error responses at a third party. A client that
+    sent something parseable enough to deserve an answer is, in practice,
+    at the source address (RFC 3581 makes that the rule whenever C{rport}
+    is present).
 
     @param error: the parse error.
     @param source: where the datagram came from.
@@ -105,12 +114,14 @@ def errorResponse(error: SipParseError, source: Address) -> tuple[Response, Addr
         for value in vias:
             holder.headers.add("Via", value)
         stampVia(holder, *source)
-        destination = responseAddress(holder.topVia)
         vias = holder.headers.getAll("Via")
     except (SipParseError, ValueError):
-        destination = source
-    for value in vias:
-        headers.add("Via", value)
+        pass
+    try:
+        for value in vias:
+            headers.add("Via", value)
+    except ValueError:
+        return None
     for name in ("From", "To", "Call-ID", "CSeq"):
         value = raw.get(name)
         if value is None:
@@ -122,12 +133,16 @@ def errorResponse(error: SipParseError, source: Address) -> tuple[Response, Addr
                     value = str(to.withTag(generateTag()))
             except SipParseError:
                 pass
-        headers.add(name, value)
+        try:
+            headers.add(name, value)
+        except ValueError:
+            if name == "CSeq":
+                return None
     reason = error.reason
     if reason is not None and any(ord(ch) < 32 for ch in reason):
         reason = None
     try:
-        return Response(error.status, reason, headers), destination
+        return Response(error.status, reason, headers), source
     except ValueError:
         return None
 
@@ -188,7 +203,11 @@ class SipDatagramProtocol(DatagramProtocol):
             self.parseErrors += 1
             self.log.info("dropped unparseable datagram ({size} octets) from {source}: {error}",
                           size=len(data), source=source, error=str(e))
-            answer = errorResponse(e, source)
+            try:
+                answer = errorResponse(e, source)
+            except Exception:
+                self.log.failure("could not build the error answer to {source}", source=source)
+                answer = None
             if answer is not None:
                 response, destination = answer
                 try:
