@@ -475,3 +475,30 @@ class RealSocketTests(TestCase):
         times = [when for when, _, _ in receiver.received]
         meanGap = (times[-1] - times[0]) / (arrived - 1)
         self.assertTrue(0.15 <= meanGap <= 0.25, times)
+
+
+class DestinationLimitTests(SynchronousTestCase):
+    def test_limit(self):
+        """
+        Enabling more destinations than C{maxDestinations} is refused with
+        L{KeepAliveParameterError} and changes nothing; re-configuring or
+        disabling an existing one still works, and frees a place.
+        """
+        from twisted.internet.task import Clock
+
+        from lmevoip.keepalive.interval import KeepAliveParameterError
+        from lmevoip.keepalive.null import NullKeepAliveService
+
+        clock = Clock()
+        sent = []
+        service = NullKeepAliveService(lambda data, addr: sent.append(addr), clock, maxDestinations=2)
+        service.startService()
+        self.addCleanup(service.stopService)
+        service.sendSipKeepAlive("192.0.2.1", 5060, True, 10)
+        service.sendSipKeepAlive("192.0.2.2", 5060, True, 10)
+        self.assertRaises(KeepAliveParameterError, service.sendSipKeepAlive, "192.0.2.3", 5060, True, 10)
+        self.assertEqual(len(service.snapshot()), 2)
+        service.sendSipKeepAlive("192.0.2.2", 5060, True, 5)
+        service.sendSipKeepAlive("192.0.2.1", 5060, False, 10)
+        service.sendSipKeepAlive("192.0.2.3", 5060, True, 10)
+        self.assertEqual(sorted(entry["host"] for entry in service.snapshot()), ["192.0.2.2", "192.0.2.3"])

@@ -228,6 +228,7 @@ class NullKeepAliveService(Service):
         scheduler: KeepAliveScheduler | None = None,
         resolveRetryDelay: float = 30.0,
         reResolveInterval: float = 300.0,
+        maxDestinations: int = 1024,
     ) -> None:
         """
         @param send: C{send(data, (host, port))}: the SIP socket's
@@ -245,6 +246,10 @@ class NullKeepAliveService(Service):
             that failed to resolve.
         @param reResolveInterval: Seconds after which a resolved name is
             resolved again.
+        @param maxDestinations: How many destinations may be enabled at
+            once; enabling one more is refused with
+            L{KeepAliveParameterError} (so memory stays bounded whoever
+            drives the API).
         """
         if resolve is None and IReactorPluggableNameResolver.providedBy(clock):
             resolve = resolverFromNameResolver(clock.nameResolver)  # type: ignore[attr-defined]
@@ -257,6 +262,7 @@ class NullKeepAliveService(Service):
         self.resolveRetryDelay = resolveRetryDelay
         self.reResolveInterval = reResolveInterval
         self._destinations: dict[tuple[str, int], _Destination] = {}
+        self.maxDestinations = maxDestinations
 
     # -- the SDK call ---------------------------------------------------
 
@@ -298,6 +304,9 @@ class NullKeepAliveService(Service):
             return
         if _ipLiteral(key[0]) is None and self._resolve is None:
             raise KeepAliveParameterError("host", host, "is not an IP address and no resolver is configured")
+        if len(self._destinations) >= self.maxDestinations:
+            raise KeepAliveParameterError(
+                "host", host, f"would exceed the limit of {self.maxDestinations} NULL keep-alive destinations")
         destination = self._destinations[key] = _Destination(key[0], key[1], period)
         self.log.info("NULL keep-alive to {host}:{port} every {period}s", host=key[0], port=key[1], period=period)
         if self.running:

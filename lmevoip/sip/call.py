@@ -39,6 +39,7 @@ is retried once after the random delay of RFC 3261 14.1.
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -253,9 +254,14 @@ class StaticMediaHandler:
 
     @ivar local: the last SessionDescription we sent, or L{None}.
     @ivar media: the NegotiatedMedia in force, or L{None}.
-    @ivar history: every NegotiatedMedia given to L{mediaChanged}.
+    @ivar history: the last L{HISTORY_LENGTH} NegotiatedMedia given to
+        L{mediaChanged} (bounded: a peer re-INVITEing forever must not grow
+        memory).
     @ivar closed: whether L{close} was called.
     """
+
+    #: How many past NegotiatedMedia L{history} keeps.
+    HISTORY_LENGTH = 16
 
     def __init__(self, address: str, rtpPort: int, codecs=("PCMU", "PCMA"),
                  telephoneEvent: bool = True, ptime: int | None = 20) -> None:
@@ -273,7 +279,7 @@ class StaticMediaHandler:
         self.ptime = ptime
         self.local: SessionDescription | None = None
         self.media: NegotiatedMedia | None = None
-        self.history: list[NegotiatedMedia] = []
+        self.history: deque[NegotiatedMedia] = deque(maxlen=self.HISTORY_LENGTH)
         self.closed = False
 
     def _nextVersion(self, description: SessionDescription) -> SessionDescription:
