@@ -116,6 +116,7 @@ class PortPickingTests(SynchronousTestCase):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.addCleanup(sock.close)
         sock.bind(("127.0.0.1", port))
+        self.assertEqual(sock.getsockname()[1], port)
         sock.listen(1)
 
     def test_rtpPairEvenOdd(self) -> None:
@@ -246,10 +247,11 @@ class WaitForUdpPortTests(TestCase):
         """
         C{alive} returning C{False} ends the wait at once.
         """
-        began = time.monotonic()
-        d = self.assertFailure(waitForUdpPort(freeUdpPort(), reactor, timeout=5, alive=lambda: False),
+        # A long timeout: the wait must end because of C{alive}, which the
+        # message says, not because the time ran out.
+        d = self.assertFailure(waitForUdpPort(freeUdpPort(), reactor, timeout=600, alive=lambda: False),
                                PortTimeout)
-        return d.addCallback(lambda _: self.assertLess(time.monotonic() - began, 1))
+        return d.addCallback(lambda e: self.assertIn("ended before binding", str(e)))
 
 
 # -- the process wrapper --------------------------------------------------------------
@@ -666,9 +668,8 @@ class SippHarnessTests(TestCase):
         timeout in the counts.
         """
         uac = Sipp(self, "uac_options", remote=("127.0.0.1", freeUdpPort()), timeout=3)
-        began = time.monotonic()
         result = yield uac.run()
-        self.assertLess(time.monotonic() - began, 15)
+        self.assertFalse(result.stoppedByHarness)
         self.assertNotEqual(result.exitCode, 0)
         self.assertFalse(result.succeeded)
         self.assertIn(result.exitCode, (1, 255))

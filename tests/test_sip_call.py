@@ -6,6 +6,7 @@ call between two real sockets on loopback.
 """
 
 from twisted.internet import reactor
+from twisted.internet.error import CannotListenError
 from twisted.internet.defer import inlineCallbacks
 from twisted.internet.task import Clock
 from unittest import SkipTest
@@ -935,7 +936,7 @@ class RealSocketIPv6Tests(TestCase):
     def test_callOverIPv6(self):
         try:
             alice = listenSip(reactor, UserAgentConfig(host="::1", port=0, user="alice"))
-        except Exception as e:
+        except CannotListenError as e:
             raise SkipTest(f"no IPv6 loopback: {e}")
         self.addCleanup(alice.stop)
         events = _Answerer()

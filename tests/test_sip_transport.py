@@ -5,6 +5,7 @@ service.
 
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.error import CannotListenError
 from twisted.internet.testing import FakeDatagramTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
@@ -246,7 +247,7 @@ class RealSocketTests(TestCase):
         protocol = SipDatagramProtocol(handler)
         try:
             port = reactor.listenUDP(0, protocol, interface="::1")
-        except Exception as e:  # no IPv6 on this host
+        except CannotListenError as e:  # no IPv6 on this host
             self.skipTest(f"no IPv6 loopback: {e}")
         self.addCleanup(port.stopListening)
         sender = SipDatagramProtocol()
