@@ -344,3 +344,30 @@ class HostileInputPropertyTests(SynchronousTestCase):
         """
         protocol, transport = connected(RecordingHandler())
         HostileInputTests.assertQuiet(self, protocol, bytes(data))
+
+
+class LogFloodTests(SynchronousTestCase):
+    def test_unparseableLoggedOncePerInterval(self):
+        """
+        A hundred garbage datagrams make one log line per 10 s (saying how
+        many were held back), while the counter counts them all.
+        """
+        from twisted.internet.task import Clock
+        from twisted.logger import globalLogPublisher
+
+        clock = Clock()
+        protocol = SipDatagramProtocol(RecordingHandler(), clock=clock)
+        protocol.makeConnection(FakeDatagramTransport())
+        events = []
+        observer = events.append
+        globalLogPublisher.addObserver(observer)
+        try:
+            for _ in range(100):
+                protocol.datagramReceived(b"garbage\r\n\r\n", ("192.0.2.9", 5099))
+            clock.advance(10)
+            protocol.datagramReceived(b"garbage\r\n\r\n", ("192.0.2.9", 5099))
+        finally:
+            globalLogPublisher.removeObserver(observer)
+        lines = [e for e in events if "unparseable" in e.get("log_format", "")]
+        self.assertEqual([e["suppressed"] for e in lines], [0, 99])
+        self.assertEqual(protocol.parseErrors, 101)

@@ -40,6 +40,7 @@ from lmevoip.interfaces import (
     IServerTransaction,
     ITransactionLayer,
 )
+from lmevoip.ratelimit import LogRateLimiter
 from lmevoip.sip.headers import Via
 from lmevoip.sip.message import (
     Headers,
@@ -903,6 +904,7 @@ class TransactionLayer:
         if maxTransactions < 1:
             raise ValueError("maxTransactions must be at least 1")
         self.clock = clock
+        self._logLimiter = LogRateLimiter(clock)
         self._transport = send
         self.tu = tu
         self.timers = TimerSettings(t1=t1, t2=t2, t4=t4, timerD=timerD, timerC=timerC,
@@ -1100,8 +1102,12 @@ class TransactionLayer:
             self._callTu("requestReceived", request, None)
             return None
         if len(self) >= self.maxTransactions:
-            self.log.warn("transaction limit {limit} reached: 503 to {method} from {source}",
-                          limit=self.maxTransactions, method=request.method, source=source)
+            suppressed = self._logLimiter.allow("transaction-limit")
+            if suppressed is not None:
+                self.log.warn("transaction limit {limit} reached: 503 to {method} from {source}"
+                              " ({suppressed} more since the last such line)",
+                              limit=self.maxTransactions, method=request.method, source=source,
+                              suppressed=suppressed)
             self._answerStatelessly(request, 503, None, (("Retry-After", str(self.retryAfter)),))
             return None
         key = serverKey(request)

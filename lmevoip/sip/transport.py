@@ -41,6 +41,7 @@ from zope.interface import implementer
 from lmevoip.interfaces import ISipTransport
 from lmevoip.sip.headers import NameAddr
 from lmevoip.sip.message import Headers, Request, Response, SipParseError, parse
+from lmevoip.ratelimit import LogRateLimiter
 from lmevoip.sip.transaction import generateTag, stampVia
 
 Address = tuple[str, int]
@@ -167,12 +168,15 @@ class SipDatagramProtocol(DatagramProtocol):
 
     log = Logger()
 
-    def __init__(self, handler=None) -> None:
+    def __init__(self, handler=None, clock=None) -> None:
         """
         @param handler: the L{ISipMessageHandler}; may be set later with
             the C{handler} attribute.
         """
         self.handler = handler
+        #: Network-triggered log lines go through this (one per kind per
+        #: 10 s) so garbage cannot flood the log; counters stay exact.
+        self.logLimiter = LogRateLimiter(clock)
         self.stunHandler: Callable[[bytes, Address], object] | None = None
         self._sendObservers: list[Callable[[Address, int], object]] = []
         self.datagramsReceived = 0
@@ -201,8 +205,11 @@ class SipDatagramProtocol(DatagramProtocol):
             message = parse(data)
         except SipParseError as e:
             self.parseErrors += 1
-            self.log.info("dropped unparseable datagram ({size} octets) from {source}: {error}",
-                          size=len(data), source=source, error=str(e))
+            suppressed = self.logLimiter.allow("unparseable")
+            if suppressed is not None:
+                self.log.info("dropped unparseable datagram ({size} octets) from {source}: {error}"
+                              " ({suppressed} more since the last such line)",
+                              size=len(data), source=source, error=str(e), suppressed=suppressed)
             try:
                 answer = errorResponse(e, source)
             except Exception:
@@ -218,7 +225,8 @@ class SipDatagramProtocol(DatagramProtocol):
                                   status=response.status, dest=destination, error=str(sendError))
             return
         if self.handler is None:
-            self.log.info("no handler: dropped {message} from {source}", message=message, source=source)
+            if self.logLimiter.allow("no-handler") is not None:
+                self.log.info("no handler: dropped {message} from {source}", message=message, source=source)
             return
         self._safely(self.handler.messageReceived, message, source)
 
