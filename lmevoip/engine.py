@@ -14,10 +14,14 @@ L{VoipMediaEngine} is the one place where the layers are wired together::
      '- RtpKeepAliveService      silence frames for idle RTP flows
     + UserAgent (calls, dialogs, transactions) on the SIP socket
     + PortAllocator and one RtpSession per call
+    + one RegistrationClient per registered name (enableSipRegisterServer),
+      on the user agent: not children of the service tree, because they
+      must un-register before the user agent stops
 
-Starting the engine starts all of them; stopping it ends every call (BYE,
-CANCEL or 480), closes every RTP session and port, stops every timer and
-closes the SIP socket.
+Starting the engine starts all of them; stopping it un-registers every
+name (waiting for the registrar, at most timeOutMs), then ends every call
+(BYE, CANCEL or 480), closes every RTP session and port, stops every timer
+and closes the SIP socket.
 
 Every API method returns a L{TelephonyReturnValue} at once; outcomes
 arrive later as L{EngineEvent}s, to observers (C{addObserver}) or to
@@ -31,19 +35,29 @@ import enum
 import functools
 import ipaddress
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, DeferredList, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorPluggableNameResolver, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from lmevoip.events import EngineEvent, EventDispatcher, EventName
-from lmevoip.interfaces import IAudioSink, IAudioSource, ICallObserver, IUserAgentObserver, IVoipMediaEngine
+from lmevoip.interfaces import (
+    IAudioSink,
+    IAudioSource,
+    ICallObserver,
+    IRegistrationControl,
+    IRegistrationObserver,
+    IUserAgentObserver,
+    IVoipMediaEngine,
+)
 from lmevoip.keepalive.interval import MAX_LOSSES, KeepAliveParameterError, maximumInterval
-from lmevoip.keepalive.null import NullKeepAliveService
+from lmevoip.keepalive.null import NullKeepAliveService, resolverFromNameResolver
 from lmevoip.keepalive.rtp import RtpKeepAliveService
 from lmevoip.keepalive.scheduler import KeepAliveScheduler
 from lmevoip.keepalive.sip import SipKeepAliveService
@@ -55,8 +69,16 @@ from lmevoip.rtp.pacer import Pacer
 from lmevoip.rtp.ports import DEFAULT_HIGH_PORT, DEFAULT_LOW_PORT, PortAllocator
 from lmevoip.rtp.rtcpinterval import RTCP_MIN_TIME
 from lmevoip.rtp.session import RtpSession, UnsupportedMedia
+from lmevoip.sip.auth import DigestAuthenticator
 from lmevoip.sip.call import Call, CallEndReason, CallState, StaticMediaHandler
 from lmevoip.sip.dialog import uriAddress
+from lmevoip.sip.registration import (
+    Backoff,
+    RegistrationClient,
+    RegistrationConfig,
+    RegistrationConfigError,
+    RegistrationEventName,
+)
 from lmevoip.sip.sdp import answerOffer, makeOffer, reviseSession
 from lmevoip.sip.transport import SipDatagramProtocol, SipTransportService
 from lmevoip.sip.uri import SipUri, parseUri
@@ -77,6 +99,16 @@ DEFAULT_NOISE_THRESHOLD = 512
 
 #: The most phone lines an engine may have.
 MAX_LINES = 1024
+
+#: The most names one C{enableSipRegisterServer} call may list (the phone
+#: lines' names come on top), and the most names with credentials of their
+#: own.
+MAX_REGISTERED_NAMES = 256
+
+#: A host name (RFC 1123 labels; the underscore is tolerated as resolvers
+#: do).
+_LABEL = r"[A-Za-z0-9_][A-Za-z0-9_-]{0,62}"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\.?\Z")
 
 
 class LineState(enum.StrEnum):
@@ -176,6 +208,31 @@ def _requireInt(name: str, value: object, low: int, high: int) -> None:
         raise TelephonyError(R.SipBadParameter, f"{name}={value!r} is not an int within {low}-{high}")
 
 
+def _isRegistrationName(name: object) -> bool:
+    """
+    Whether C{name} can be registered: a non-empty string that is a valid
+    SIP user part, by the registration client's own rule.
+    """
+    if not isinstance(name, str):
+        return False
+    try:
+        RegistrationConfig(registrarHost="127.0.0.1", name=name)
+    except RegistrationConfigError:
+        return False
+    return True
+
+
+def _hostPort(host: str, port: int) -> str:
+    """
+    C{host:port}, with an IPv6 address in brackets.
+    """
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _isHostName(host: object) -> bool:
+    return isinstance(host, str) and _HOSTNAME.match(host) is not None
+
+
 @dataclass
 class EngineConfig:
     """
@@ -226,8 +283,16 @@ class EngineConfig:
     @ivar noiseThreshold: The initial noise gate threshold.
     @ivar noiseGateEnabled: Whether the noise gate starts enabled.
     @ivar silenceDecayMs: The initial noise gate decay (hangover) in ms.
-    @ivar resolve: C{resolve(host) -> Deferred[str]} for
-        C{sendSipKeepAlive} host names (default: the reactor's resolver).
+    @ivar resolve: C{resolve(host) -> Deferred[str]} for the host names
+        of C{sendSipKeepAlive}, the registrar and the outbound proxy
+        (default: the reactor's resolver).
+    @ivar lineUsers: The name each phone line registers as with
+        C{enableSipRegisterServer(..., registerPhoneLines=True, ...)}, one
+        per line, or None for C{user} followed by the line number
+        (C{lmevoip0}, C{lmevoip1}, ...).
+    @ivar outboundProxy: C{(host, port)} of the outbound proxy that
+        C{registerThroughProxy} sends through, or None (see
+        C{enableOutboundSipProxyServer}).
     """
 
     sipHost: str = "127.0.0.1"
@@ -263,6 +328,8 @@ class EngineConfig:
     noiseGateEnabled: bool = False
     silenceDecayMs: int = DEFAULT_DECAY_MS
     resolve: Callable[[str], Deferred[str]] | None = None
+    lineUsers: tuple[str, ...] | None = None
+    outboundProxy: tuple[str, int] | None = None
 
     def validate(self) -> None:
         """
@@ -312,6 +379,33 @@ class EngineConfig:
         if not callable(self.sourceFactory) or not callable(self.sinkFactory):
             raise ValueError("sourceFactory and sinkFactory must be callables taking the line number")
         NoiseGate(self.noiseThreshold, self.noiseGateEnabled, self.silenceDecayMs)  # raises GateConfigError
+        if self.lineUsers is not None:
+            names = self.lineUsers
+            if isinstance(names, str) or not isinstance(names, (list, tuple)) or len(names) != self.lines:
+                raise ValueError(f"lineUsers must be a sequence of {self.lines} names (one per line)")
+            for name in names:
+                if not _isRegistrationName(name):
+                    raise ValueError(f"lineUsers: {name!r} is not a valid SIP user part")
+            if len(set(names)) != len(names):
+                raise ValueError("lineUsers must not name a user twice")
+        if self.outboundProxy is not None:
+            try:
+                host, port = self.outboundProxy
+            except (TypeError, ValueError):
+                raise ValueError("outboundProxy must be (host, port)") from None
+            if _ipLiteral(host) is None and not _isHostName(host):
+                raise ValueError(f"outboundProxy host {host!r} is not an IP address or a host name")
+            if not _isInt(port, 1, 65535):
+                raise ValueError(f"outboundProxy port {port!r} is not within 1-65535")
+
+    def lineUser(self, line: int) -> str:
+        """
+        The name phone line C{line} registers as: C{lineUsers[line]}, else
+        C{user} followed by the line number.
+        """
+        if self.lineUsers is not None:
+            return self.lineUsers[line]
+        return f"{self.user}{line}"
 
     @property
     def advertisedHost(self) -> str:
@@ -463,6 +557,117 @@ class _UserAgentObserver:
         self.engine._events.emit(EventName.SipPublicAddressDiscovered, details={"host": host, "port": port})
 
 
+_RE = RegistrationEventName
+
+#: The C{result} of each registration event that has one.
+_REGISTRATION_RESULTS = {
+    _RE.SipRegisterSuccess: R.SipSuccess,
+    _RE.SipUnregisterSuccess: R.SipSuccess,
+    _RE.SipRegisterTimeout: R.SipCallTimeOut,
+    _RE.SipUnregisterTimeout: R.SipCallTimeOut,
+    _RE.SipRegisterNetworkError: R.SipTransportError,
+    _RE.SipUnregisterNetworkError: R.SipTransportError,
+    _RE.SipRegisterAuthorizationError: R.SipAuthenticationFailure,
+    _RE.SipUnregisterAuthorizationError: R.SipAuthenticationFailure,
+    _RE.SipRegisterBadCredentials: R.SipAuthenticationFailure,
+    _RE.SipUnregisterBadCredentials: R.SipAuthenticationFailure,
+    _RE.SipRegisterIntervalError: R.SipRegistrationRejected,
+    _RE.SipUnregisterIntervalError: R.SipRegistrationRejected,
+    _RE.SipRegisterRejected: R.SipRegistrationRejected,
+    _RE.SipUnregisterRejected: R.SipRegistrationRejected,
+}
+
+#: The C{reason} of registration events whose fields carry none.
+_REGISTRATION_REASONS = {
+    _RE.SipRegisterTimeout: "timeout",
+    _RE.SipUnregisterTimeout: "timeout",
+    _RE.SipRegisterNetworkError: "transport-error",
+    _RE.SipUnregisterNetworkError: "transport-error",
+    _RE.SipRegisterBadCredentials: "bad-credentials",
+    _RE.SipUnregisterBadCredentials: "bad-credentials",
+    _RE.SipRegisterIntervalError: "interval-too-brief",
+    _RE.SipUnregisterIntervalError: "interval-too-brief",
+    _RE.SipRegisterNatDetected: "nat",
+}
+
+
+@dataclass(frozen=True)
+class _RegistrationRequest:
+    """
+    The arguments of the last accepted C{enableSipRegisterServer}, checked.
+
+    @ivar names: C{(name, line)} for every name to register; C{line} is the
+        phone line whose name it is, else None.
+    @ivar host: The registrar as given (an IP address or a host name).
+    @ivar port: The registrar's port.
+    @ivar interval: Seconds between REGISTERs.
+    @ivar expires: The expiry to ask for, or None for the client's default.
+    @ivar timeoutMs: The bound on each REGISTER transaction.
+    @ivar natAutoDetect: Re-register with the address the registrar saw.
+    @ivar proxy: C{(host, port)} of the outbound proxy as given, or None.
+    """
+
+    names: tuple[tuple[str, int | None], ...]
+    host: str
+    port: int
+    interval: float
+    expires: int | None
+    timeoutMs: int
+    natAutoDetect: bool
+    proxy: tuple[str, int] | None
+
+    @property
+    def hostKey(self) -> str:
+        """
+        The registrar host as the key of its registrations: an IP address
+        in canonical form, a host name in lower case without a final dot.
+        """
+        address = _ipLiteral(self.host)
+        return str(address) if address is not None else self.host.lower().rstrip(".")
+
+
+class _Registration:
+    """
+    One registered name: its L{RegistrationClient} once the registrar's
+    address is known.
+    """
+
+    __slots__ = ("key", "name", "line", "client")
+
+    def __init__(self, key: tuple[str, int, str], name: str, line: int | None) -> None:
+        self.key = key
+        self.name = name
+        self.line = line
+        self.client: RegistrationClient | None = None
+
+
+@implementer(IRegistrationObserver)
+class _RegistrationObserver:
+    """
+    Turns one registration client's events into engine events.
+    """
+
+    def __init__(self, engine: VoipMediaEngine, entry: _Registration) -> None:
+        self.engine = engine
+        self.entry = entry
+        self.client: RegistrationClient | None = None
+
+    def registrationEvent(self, name, **fields) -> None:
+        self.engine._registrationEvent(self.entry, self.client, name, fields)
+
+
+class _ResolutionFailed(Exception):
+    """
+    A registrar or outbound proxy host name did not resolve to a usable
+    address.
+    """
+
+    def __init__(self, host: str, error: str) -> None:
+        super().__init__(f"{host}: {error}")
+        self.host = host
+        self.error = error
+
+
 class _Line:
     """
     One phone line's state.
@@ -510,7 +715,7 @@ _FAILED_RESULTS = {
 }
 
 
-@implementer(IVoipMediaEngine)
+@implementer(IVoipMediaEngine, IRegistrationControl)
 class VoipMediaEngine(MultiService):
     """
     The media engine: see the module docstring and C{docs/engine.rst}.
@@ -525,6 +730,9 @@ class VoipMediaEngine(MultiService):
     @ivar nullKeepAlive: The L{NullKeepAliveService} (sendSipKeepAlive).
     @ivar sipKeepAlive: The L{SipKeepAliveService}.
     @ivar rtpKeepAlive: The L{RtpKeepAliveService}.
+    @ivar registrations: The L{RegistrationClient} of every registered
+        name, by name (a new dict each time; C{getRegistrationState} for
+        their state).
     """
 
     log = Logger()
@@ -581,6 +789,27 @@ class VoipMediaEngine(MultiService):
         self._lines = [_Line(index, NoiseGate(*self._gateSettings)) for index in range(config.lines)]
         self._mediaStops: set[Deferred[Any]] = set()
         self._pendingHangups: set[Any] = set()
+        # Registration (enableSipRegisterServer): see the methods.
+        if config.resolve is not None:
+            self._resolve: Callable[[str], Deferred[str]] | None = config.resolve
+        elif IReactorPluggableNameResolver.providedBy(reactor):
+            family = IPv6Address if ":" in config.sipHost else IPv4Address
+            self._resolve = resolverFromNameResolver(reactor.nameResolver, (family,))
+        else:
+            self._resolve = None
+        self._registrations: dict[tuple[str, int, str], _Registration] = {}
+        self._registrationGeneration = 0
+        self._resolutionRetry: Any = None
+        self._resolutionFailures = 0
+        # In-flight un-registrations: (timeout in s, registration key).
+        self._unregistrations: dict[Deferred[Any], tuple[float, tuple[str, int, str]]] = {}
+        self._credentials: tuple[str, str] | None = None
+        if config.authUsername is not None:
+            self._credentials = (config.authUsername, config.authPassword or "")
+        self._nameCredentials: dict[str, tuple[str, str]] = {}
+        self._outboundProxy: tuple[str, int] | None = (
+            None if config.outboundProxy is None else (config.outboundProxy[0], config.outboundProxy[1]))
+        self._stopping: Deferred[None] | None = None
 
     # -- service ----------------------------------------------------------
 
@@ -606,16 +835,59 @@ class VoipMediaEngine(MultiService):
 
     def stopService(self) -> Deferred[None]:
         """
-        End every call (BYE, CANCEL or 480 first), fail pending waiters,
-        stop every child service and close every socket.
+        Un-register every registered name (Expires 0) and wait for the
+        registrar's answers (each bounded by its C{timeOutMs}), then end
+        every call (BYE, CANCEL or 480 first), fail pending waiters, stop
+        every child service and close every socket. With nothing
+        registered, all of it happens before this returns.
 
         @return: A Deferred firing when every socket is closed.
+        """
+        if self._stopping is not None:
+            waiting: Deferred[None] = Deferred()
+            self._stopping.addBoth(lambda result: (waiting.callback(None), result)[1])
+            return waiting
+        wasRunning = bool(self.running)
+        self._dropRegistrations()
+        pending = {d: timeout for d, (timeout, _) in self._unregistrations.items() if not d.called}
+        if not pending:
+            return self._stopNow(wasRunning)
+        # Refuse actions and incoming calls while the un-registrations run.
+        self.running = 0
+        self.log.info("engine stopping: waiting for {count} un-registration(s)", count=len(pending))
+        stopping: Deferred[None] = Deferred()
+        self._stopping = stopping
+
+        def stopped(result: Any) -> Any:
+            self._stopping = None
+            return result
+
+        stopping.addBoth(stopped)
+        proceeded = []
+
+        def proceed(result: Any = None) -> None:
+            if proceeded:
+                return
+            proceeded.append(True)
+            if guard.active():
+                guard.cancel()
+            self._stopNow(wasRunning).chainDeferred(stopping)
+
+        # Each un-registration ends within its timeOutMs (the client's own
+        # timer); the guard is only a backstop one second later.
+        guard = self.clock.callLater(max(pending.values()) + 1.0, proceed)
+        DeferredList(list(pending), consumeErrors=True).addCallback(proceed)
+        return stopping
+
+    def _stopNow(self, wasRunning: bool) -> Deferred[None]:
+        """
+        The rest of L{stopService}, once nothing is registered.
         """
         for pending in self._pendingHangups:
             if pending.active():
                 pending.cancel()
         self._pendingHangups.clear()
-        if self.running:
+        if wasRunning:
             self.userAgent.stop()
         self._events.stop()
         stops = list(self._mediaStops)
@@ -999,6 +1271,223 @@ class VoipMediaEngine(MultiService):
             states.append({"kind": "null", **state})
         return states
 
+    # -- registration -------------------------------------------------------
+
+    @_api
+    def enableSipRegisterServer(self, namesToRegister: list[str], registerPhoneLines: bool,
+                                registerThroughProxy: bool, registrationServerAddress: str,
+                                registrationServerPort: int, registrationUpdateIntervalSeconds: float,
+                                registrationExpireTimeSeconds: int, timeOutMs: int,
+                                registerNatAutoDetectEnabled: bool) -> TelephonyReturnValue:
+        """
+        Register every name of C{namesToRegister} (one REGISTER flow each:
+        its own Call-ID and CSeq) with the registrar at once, and refresh
+        every C{registrationUpdateIntervalSeconds}. The outcome comes as
+        C{SipRegister*} events.
+
+        Calling it again replaces the set of registrations: names no longer
+        listed are un-registered; a name whose settings (registrar, proxy,
+        interval, expiry, timeout, NAT detection, credentials) are
+        unchanged keeps its flow (and is retried at once when it is backing
+        off after a failure); a name whose settings changed is
+        un-registered, then registered afresh.
+
+        @param namesToRegister: A list of user names (SIP user parts), each
+            registered as C{sip:name@registrar} with the contact
+            C{sip:name@<our address>}.
+        @param registerPhoneLines: Also register each phone line's name
+            (C{EngineConfig.lineUser(line)}); the events of those
+            registrations carry the line number.
+        @param registerThroughProxy: Send the REGISTERs to the outbound
+            proxy (C{enableOutboundSipProxyServer}), with a Route header
+            naming it.
+        @param registrationServerAddress: The registrar: an IP address of
+            the SIP socket's family, or a host name (resolved with
+            C{EngineConfig.resolve}, without blocking; then it is also the
+            domain of the address-of-record).
+        @param registrationServerPort: 1-65535.
+        @param registrationUpdateIntervalSeconds: Seconds between
+            REGISTERs, at least 1.
+        @param registrationExpireTimeSeconds: The expiry to ask for, or 0
+            for the interval plus 5 seconds. A registrar granting less is
+            refreshed before the binding lapses.
+        @param timeOutMs: The longest wait for the final answer to one
+            REGISTER, at least 1.
+        @param registerNatAutoDetectEnabled: Re-register at once with the
+            address the registrar saw (RFC 3581 received/rport) when it is
+            not our contact's.
+        @return: C{SipSuccess}, C{SipNotEnabled}, C{SipBadNameList} (not a
+            list of strings, an invalid or repeated name, too many names),
+            C{SipBadParameter} (no name at all, a bad address, port,
+            interval, expiry or timeout, a flag that is not a C{bool}, no
+            outbound proxy to register through).
+        """
+        self._requireRunning()
+        for name, value in (("registerPhoneLines", registerPhoneLines),
+                            ("registerThroughProxy", registerThroughProxy),
+                            ("registerNatAutoDetectEnabled", registerNatAutoDetectEnabled)):
+            if not isinstance(value, bool):
+                raise TelephonyError(R.SipBadParameter, f"{name}={value!r} is not a bool")
+        names = self._namesToRegister(namesToRegister, registerPhoneLines)
+        registrar = self._serverAddress("registrationServerAddress", registrationServerAddress)
+        proxy = None
+        if registerThroughProxy:
+            if self._outboundProxy is None:
+                raise TelephonyError(R.SipBadParameter, "registerThroughProxy: no outbound proxy "
+                                                        "(enableOutboundSipProxyServer first)")
+            proxy = self._outboundProxy
+            proxyAddress = self._serverAddress("outbound proxy", proxy[0])
+        expires = registrationExpireTimeSeconds
+        if expires == 0 and _isInt(expires, 0, 0):
+            expires = None
+        request = _RegistrationRequest(
+            names=names, host=registrationServerAddress, port=registrationServerPort,
+            interval=registrationUpdateIntervalSeconds, expires=expires, timeoutMs=timeOutMs,
+            natAutoDetect=registerNatAutoDetectEnabled, proxy=proxy)
+        # Check every value now with stand-in addresses for host names: the
+        # client's own rules, so that nothing can fail once resolved.
+        standIn = "::1" if ":" in self.config.sipHost else "127.0.0.1"
+        proxyStandIn = None if proxy is None else (proxyAddress or standIn, proxy[1])
+        for name, _ in names:
+            try:
+                self._registrationConfig(request, name, registrar or standIn, proxyStandIn)
+            except RegistrationConfigError as e:
+                raise TelephonyError(R.SipBadNameList if e.field == "name" else R.SipBadParameter,
+                                     str(e)) from None
+        self.log.info("registering {names} at {registrar}{via}", names=[name for name, _ in names],
+                      registrar=_hostPort(registrationServerAddress, registrationServerPort),
+                      via="" if proxy is None else f" through {_hostPort(*proxy)}")
+        self._applyRegistrations(request)
+        return R.SipSuccess
+
+    @_api
+    def disableSipRegisterServer(self) -> TelephonyReturnValue:
+        """
+        Un-register every name (a REGISTER with Expires 0 removing each
+        contact we may have bound) and stop refreshing; the outcome comes
+        as C{SipUnregister*} events. Harmless when nothing is registered.
+
+        @return: C{SipSuccess} or C{SipNotEnabled}.
+        """
+        self._requireRunning()
+        if self._registrations:
+            self.log.info("un-registering {names}", names=sorted(self._registeredNames()))
+        self._dropRegistrations()
+        return R.SipSuccess
+
+    def setSipAuthentication(self, user: str | None, password: str | None,
+                             name: str | None = None) -> TelephonyReturnValue:
+        """
+        Set the digest credentials that answer registrars' challenges.
+
+        Without C{name} they are the engine's: every registered name
+        without credentials of its own uses them, and they answer
+        challenges to our calls too (replacing C{EngineConfig.authUsername}
+        and C{authPassword}, the initial engine credentials). With C{name}
+        they are that name's only. C{(None, None)} removes them.
+
+        Registrations read their credentials when C{enableSipRegisterServer}
+        is called: call it again to apply new ones (only the names whose
+        credentials changed register afresh). Neither the user nor the
+        password is ever logged, returned or put in an event.
+
+        @param user: The digest username, or None.
+        @param password: The password, or None.
+        @param name: A name to register (a SIP user part), or None.
+        @return: C{SipSuccess} or C{SipBadParameter} (works whether or not
+            the engine runs).
+        """
+        try:
+            return self._setSipAuthentication(user, password, name)
+        except TelephonyError as e:
+            # Not the arguments: they hold the password.
+            self.log.info("setSipAuthentication: {result}", result=e.value.name)
+            return e.value
+        except Exception:
+            self.log.failure("setSipAuthentication failed")
+            return R.SipCallFailure
+
+    @_api
+    def enableOutboundSipProxyServer(self, host: str, port: int) -> TelephonyReturnValue:
+        """
+        Set the outbound proxy: the REGISTERs of a later
+        C{enableSipRegisterServer(..., registerThroughProxy=True, ...)} go
+        to it, with C{Route: <sip:host:port;lr>}. Registrations already
+        running keep the proxy they had until C{enableSipRegisterServer}
+        is called again. Calls are not routed through it.
+
+        @param host: An IP address of the SIP socket's family, or a host
+            name (resolved when registering).
+        @param port: 1-65535.
+        @return: C{SipSuccess} or C{SipBadParameter} (works whether or not
+            the engine runs).
+        """
+        self._serverAddress("host", host)
+        _requireInt("port", port, 1, 65535)
+        self._outboundProxy = (host, port)
+        return R.SipSuccess
+
+    @_api
+    def disableOutboundSipProxyServer(self) -> TelephonyReturnValue:
+        """
+        Forget the outbound proxy (see L{enableOutboundSipProxyServer}).
+
+        @return: C{SipSuccess}.
+        """
+        self._outboundProxy = None
+        return R.SipSuccess
+
+    def getRegistrationState(self) -> list[dict[str, Any]]:
+        """
+        One plain dict per registered name, in the order they were listed
+        (no credentials): C{name}, C{line} (or None), C{aor},
+        C{registrar} (C{"host:port"}, the address once resolved),
+        C{registrarHost} (as given), C{outboundProxy} (C{"host:port"} or
+        None), C{state} (a L{RegistrationState
+        <lmevoip.sip.registration.RegistrationState>} value, or
+        C{"Resolving"} while the registrar's name resolves),
+        C{registered} (a granted binding is in force), C{grantedExpires},
+        C{bindingExpiresAt}, C{nextAttemptAt} (clock time of the next
+        refresh or retry), C{contact}, C{publicAddress} (C{"host:port"}
+        found by NAT detection, or None), C{failures} (consecutive),
+        C{attempts}, C{lastEvent}, C{callId}, C{cseq}, C{interval},
+        C{askedExpires}.
+        """
+        states = []
+        for entry in self._registrations.values():
+            client = entry.client
+            host, port, _ = entry.key
+            state: dict[str, Any] = {"name": entry.name, "line": entry.line, "registrarHost": host}
+            if client is None:
+                state.update(aor=None, registrar=_hostPort(host, port), outboundProxy=None, state="Resolving",
+                             registered=False, grantedExpires=None, bindingExpiresAt=None, nextAttemptAt=None,
+                             contact=None, publicAddress=None, failures=self._resolutionFailures, attempts=0,
+                             lastEvent=None, callId=None, cseq=0, interval=None, askedExpires=None)
+            else:
+                snapshot = client.snapshot()
+                config = client.config
+                proxy = config.outboundProxy
+                public = snapshot["publicAddress"]
+                state.update(
+                    aor=snapshot["aor"], registrar=_hostPort(config.registrarHost, config.registrarPort),
+                    outboundProxy=None if proxy is None else _hostPort(*proxy), state=snapshot["state"],
+                    registered=client.isRegistered, grantedExpires=snapshot["grantedExpires"],
+                    bindingExpiresAt=snapshot["bindingExpiresAt"], nextAttemptAt=snapshot["nextAttemptAt"],
+                    contact=snapshot["contact"], publicAddress=None if public is None else _hostPort(*public),
+                    failures=snapshot["failures"], attempts=snapshot["attempts"], lastEvent=snapshot["lastEvent"],
+                    callId=snapshot["callId"], cseq=snapshot["cseq"], interval=config.interval,
+                    askedExpires=snapshot["askedExpires"])
+            states.append(state)
+        return states
+
+    @property
+    def registrations(self) -> dict[str, RegistrationClient]:
+        """
+        The L{RegistrationClient} of every registered name whose client
+        exists (the registrar's name resolved), by name.
+        """
+        return {entry.name: entry.client for entry in self._registrations.values() if entry.client is not None}
+
     # -- internals: checks ------------------------------------------------
 
     def _requireRunning(self) -> None:
@@ -1191,10 +1680,30 @@ class VoipMediaEngine(MultiService):
                               status=486, result=R.SipNoFreeLine)
             return
         entry.announced = True
-        self.log.info("line {line}: incoming call from {remote}", line=entry.index, remote=_remoteParty(call))
+        called = self._calledUser(call)
+        self.log.info("line {line}: incoming call from {remote} to {called}", line=entry.index,
+                      remote=_remoteParty(call), called=called)
         self._refresh(entry)
         self._events.emit(EventName.SipOkToAnswerCall, line=entry.index, callId=call.callId,
-                          remoteParty=_remoteParty(call))
+                          remoteParty=_remoteParty(call),
+                          details={"calledUser": called, "registered": called in self._registeredNames()})
+
+    def _calledUser(self, call: Call) -> str | None:
+        """
+        The user an incoming call is for: the Request-URI's user when it is
+        a registered name (a registrar routing to the contact we registered
+        for that name), else the To URI's user.
+        """
+        invite = call.invite
+        if invite is None:
+            return None
+        target = getattr(invite.uri, "user", None)
+        if target is not None and target in self._registeredNames():
+            return target
+        try:
+            return getattr(invite.toAddr.uri, "user", None)
+        except Exception:
+            return target
 
     def _mediaChanged(self, entry: _Line, media: _LineMedia, negotiated: Any) -> None:
         session = media.session
@@ -1275,6 +1784,276 @@ class VoipMediaEngine(MultiService):
             result = _FAILED_RESULTS.get(reason, R.SipCallFailure)
         self._events.emit(EventName.SipCallFailed, line=line, callId=call.callId, remoteParty=remote,
                           status=status, reason=reason.value, result=result, details={"detail": detail})
+
+    # -- internals: registration --------------------------------------------
+
+    def _registeredNames(self) -> set[str]:
+        return {entry.name for entry in self._registrations.values()}
+
+    def _namesToRegister(self, names: object, registerPhoneLines: bool) -> tuple[tuple[str, int | None], ...]:
+        """
+        C{(name, line)} for every name to register, checked.
+        """
+        if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)):
+            raise TelephonyError(R.SipBadNameList, f"namesToRegister={names!r} is not a list of names")
+        if len(names) > MAX_REGISTERED_NAMES:
+            raise TelephonyError(R.SipBadNameList, f"{len(names)} names; at most {MAX_REGISTERED_NAMES}")
+        for name in names:
+            if not _isRegistrationName(name):
+                raise TelephonyError(R.SipBadNameList, f"{name!r} is not a SIP user name")
+        result: list[tuple[str, int | None]] = [(name, None) for name in names]
+        if registerPhoneLines:
+            for line in range(len(self._lines)):
+                name = self.config.lineUser(line)
+                if not _isRegistrationName(name):
+                    raise TelephonyError(R.SipBadNameList, f"line {line}'s name {name!r} is not a SIP user name")
+                result.append((name, line))
+        if not result:
+            raise TelephonyError(R.SipBadParameter, "no name to register")
+        seen: set[str] = set()
+        for name, _ in result:
+            if name in seen:
+                raise TelephonyError(R.SipBadNameList, f"{name!r} is listed twice")
+            seen.add(name)
+        return tuple(result)
+
+    def _serverAddress(self, what: str, host: object) -> str | None:
+        """
+        Check a registrar or proxy host: an IP address of the SIP socket's
+        family (returned in canonical form) or a host name that a resolver
+        can look up (None is returned).
+        """
+        if not isinstance(host, str) or not host:
+            raise TelephonyError(R.SipBadParameter, f"{what}={host!r} is not a host")
+        address = _ipLiteral(host)
+        if address is None:
+            if not _isHostName(host):
+                raise TelephonyError(R.SipBadParameter, f"{what}={host!r} is not an IP address or a host name")
+            if self._resolve is None:
+                raise TelephonyError(R.SipBadParameter, f"{what}={host!r} is a name and no resolver is configured")
+            return None
+        self._checkFamily(what, address)
+        return str(address)
+
+    def _checkFamily(self, what: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        ours = _ipLiteral(self.config.sipHost)
+        if address.version != ours.version or address.is_unspecified or address.is_multicast:
+            raise TelephonyError(R.SipBadParameter, f"{what} {address} cannot be reached from {self.config.sipHost}")
+
+    def _setSipAuthentication(self, user: object, password: object, name: object) -> TelephonyReturnValue:
+        if name is not None and not _isRegistrationName(name):
+            raise TelephonyError(R.SipBadParameter, "name is not a SIP user name")
+        if user is None and password is None:
+            credentials = None
+        else:
+            if not isinstance(user, str) or not user or len(user) > 256 or any(
+                    ord(ch) < 32 or ord(ch) == 127 for ch in user):
+                raise TelephonyError(R.SipBadParameter, "user must be a non-empty string without control characters")
+            if not isinstance(password, str) or len(password) > 1024:
+                raise TelephonyError(R.SipBadParameter, "password must be a string (at most 1024 characters)")
+            credentials = (user, password)
+        if name is None:
+            self._credentials = credentials
+            self.userAgent.authenticator = None if credentials is None else DigestAuthenticator(*credentials)
+            self.log.info("engine digest credentials {what}", what="cleared" if credentials is None else "set")
+            return R.SipSuccess
+        assert isinstance(name, str)
+        if credentials is None:
+            self._nameCredentials.pop(name, None)
+        else:
+            if name not in self._nameCredentials and len(self._nameCredentials) >= MAX_REGISTERED_NAMES:
+                raise TelephonyError(R.SipBadParameter, f"credentials for more than {MAX_REGISTERED_NAMES} names")
+            self._nameCredentials[name] = credentials
+        self.log.info("digest credentials of {name} {what}", name=name,
+                      what="cleared" if credentials is None else "set")
+        return R.SipSuccess
+
+    def _registrationConfig(self, request: _RegistrationRequest, name: str, registrar: str,
+                            proxy: tuple[str, int] | None) -> RegistrationConfig:
+        """
+        The L{RegistrationConfig} of one name, with its credentials (its
+        own, else the engine's). Raises L{RegistrationConfigError}.
+        """
+        credentials = self._nameCredentials.get(name, self._credentials)
+        user, password = credentials if credentials is not None else (None, None)
+        return RegistrationConfig(
+            registrarHost=registrar, registrarPort=request.port, name=name,
+            domain=None if _ipLiteral(request.host) is not None else request.host,
+            password=password, authUsername=user, interval=request.interval, expires=request.expires,
+            timeoutMs=request.timeoutMs, natAutoDetect=request.natAutoDetect, outboundProxy=proxy,
+            contactUser=name, displayName=self.config.displayName)
+
+    def _applyRegistrations(self, request: _RegistrationRequest) -> None:
+        """
+        Make the registrations those of C{request}: un-register the names
+        no longer wanted at once, then resolve the registrar's (and the
+        proxy's) name and start or update the clients.
+        """
+        self._registrationGeneration += 1
+        self._cancelResolutionRetry()
+        self._resolutionFailures = 0
+        wanted: dict[tuple[str, int, str], _Registration] = {}
+        for name, line in request.names:
+            key = (request.hostKey, request.port, name)
+            entry = self._registrations.get(key) or _Registration(key, name, line)
+            entry.line = line
+            wanted[key] = entry
+        for key, entry in self._registrations.items():
+            if key not in wanted:
+                self._retire(entry)
+        self._registrations = wanted
+        self._resolveRegistrar(request, self._registrationGeneration)
+
+    def _resolveRegistrar(self, request: _RegistrationRequest, generation: int) -> None:
+        self._resolutionRetry = None
+        hosts = [request.host] + ([] if request.proxy is None else [request.proxy[0]])
+        lookups = gatherResults([self._lookup(host) for host in hosts], consumeErrors=True)
+
+        def resolved(addresses: list[str]) -> None:
+            if generation != self._registrationGeneration or not self.running:
+                return
+            self._resolutionFailures = 0
+            proxy = None if request.proxy is None else (addresses[1], request.proxy[1])
+            try:
+                self._installRegistrations(request, addresses[0], proxy)
+            except Exception:
+                self.log.failure("starting the registrations failed")
+
+        def failed(failure: Any) -> None:
+            if generation != self._registrationGeneration or not self.running:
+                return
+            error = getattr(failure.value, "subFailure", failure).value
+            host = getattr(error, "host", request.host)
+            self._resolutionFailures += 1
+            delay = Backoff().delay(self._resolutionFailures, self._rng.random)
+            self.log.info("registrar {host} did not resolve ({error}); again in {delay:.1f} s", host=host,
+                          error=str(getattr(error, "error", error)), delay=delay)
+            self._resolutionRetry = self.clock.callLater(delay, self._resolveRegistrar, request, generation)
+            self._events.emit(EventName.SipRegisterResolutionFailure, result=R.SipResolutionFailure,
+                              reason="resolution-failure",
+                              details={"host": host, "error": str(getattr(error, "error", error)), "retryIn": delay})
+
+        lookups.addCallbacks(resolved, failed)
+
+    def _lookup(self, host: str) -> Deferred[str]:
+        """
+        The address of a registrar or proxy host: at once for an IP
+        address, else from the resolver (an address of the SIP socket's
+        family), failing with L{_ResolutionFailed}.
+        """
+        address = _ipLiteral(host)
+        if address is not None:
+            return succeed(str(address))
+
+        def check(result: object) -> str:
+            found = _ipLiteral(result) if isinstance(result, str) else None
+            if found is None:
+                raise _ResolutionFailed(host, f"resolved to {result!r}, not an IP address")
+            try:
+                self._checkFamily(host, found)
+            except TelephonyError as e:
+                raise _ResolutionFailed(host, str(e)) from None
+            return str(found)
+
+        def wrap(failure: Any) -> None:
+            if failure.check(_ResolutionFailed):
+                failure.raiseException()
+            raise _ResolutionFailed(host, failure.getErrorMessage() or failure.type.__name__)
+
+        return maybeDeferred(self._resolve, host).addCallback(check).addErrback(wrap)
+
+    def _installRegistrations(self, request: _RegistrationRequest, registrar: str,
+                              proxy: tuple[str, int] | None) -> None:
+        """
+        Start a client for every wanted name without one, keep those whose
+        configuration is unchanged (C{register()}: a retry at once when
+        backing off, nothing when registered), and
+        replace the others: the old client un-registers first, so that its
+        late Expires 0 cannot remove the new client's binding of the same
+        contact.
+        """
+        for entry in self._registrations.values():
+            config = self._registrationConfig(request, entry.name, registrar, proxy)
+            old = entry.client
+            if old is not None and old.config == config:
+                old.register()
+                continue
+            observer = _RegistrationObserver(self, entry)
+            client = RegistrationClient(self.userAgent, config, observer, random=self._rng.random)
+            observer.client = client
+            entry.client = client
+            if old is not None:
+                self._unregister(old, entry.key)
+            self._registerWhenClear(entry, client)
+
+    def _registerWhenClear(self, entry: _Registration, client: RegistrationClient) -> None:
+        """
+        Register C{client} once no earlier flow of the same name and
+        registrar is un-registering: the registrar would apply a late
+        Expires 0 of another Call-ID to the contact we bind (RFC 3261 10.3
+        step 7).
+        """
+        pending = [d for d, (_, key) in self._unregistrations.items() if key == entry.key and not d.called]
+        if not pending:
+            client.register()
+            return
+
+        def clear(result: Any) -> None:
+            if self.running and self._registrations.get(entry.key) is entry and entry.client is client:
+                client.register()
+
+        DeferredList(pending, consumeErrors=True).addCallback(clear)
+
+    def _retire(self, entry: _Registration) -> None:
+        if entry.client is not None:
+            self._unregister(entry.client, entry.key)
+
+    def _unregister(self, client: RegistrationClient, key: tuple[str, int, str]) -> None:
+        """
+        Un-register C{client}, tracking the Deferred for L{stopService} and
+        for the next flow of the same C{key}.
+        """
+        done = client.unregister()
+        if done.called:
+            return
+        self._unregistrations[done] = (client.config.timeoutMs / 1000.0, key)
+
+        def forget(result: Any) -> Any:
+            self._unregistrations.pop(done, None)
+            return result
+
+        done.addBoth(forget)
+
+    def _dropRegistrations(self) -> None:
+        """
+        Un-register every name; forget any lookup in progress.
+        """
+        self._registrationGeneration += 1
+        self._cancelResolutionRetry()
+        entries, self._registrations = self._registrations, {}
+        for entry in entries.values():
+            self._retire(entry)
+
+    def _cancelResolutionRetry(self) -> None:
+        if self._resolutionRetry is not None and self._resolutionRetry.active():
+            self._resolutionRetry.cancel()
+        self._resolutionRetry = None
+
+    def _registrationEvent(self, entry: _Registration, client: RegistrationClient | None, name: str,
+                           fields: dict[str, Any]) -> None:
+        """
+        A registration client's event, as the engine event of the same name.
+        """
+        event = EventName(name)
+        config = None if client is None else client.config
+        details = {**fields, "name": entry.name,
+                   "registrar": None if config is None else _hostPort(config.registrarHost, config.registrarPort)}
+        status = fields.get("status")
+        reason = fields.get("reason", fields.get("why"))
+        self._events.emit(event, line=entry.line, callId=None if client is None else client.callId,
+                          status=status if isinstance(status, int) else None,
+                          reason=str(reason) if reason is not None else _REGISTRATION_REASONS.get(name),
+                          result=_REGISTRATION_RESULTS.get(name), details=details)
 
     # -- internals: keep-alive --------------------------------------------
 

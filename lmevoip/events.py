@@ -64,6 +64,9 @@ class EventName(enum.StrEnum):
     SipLineStateChanged = "SipLineStateChanged"
     #: An incoming call rings on C{line}: answer with C{goOffHook(line)} or
     #: refuse with C{abortIncomingCall(line, code, reason)}.
+    #: C{details["calledUser"]} is the user called (the Request-URI's user
+    #: when it is a registered name, else the To URI's) and
+    #: C{details["registered"]} whether it is a registered name.
     SipOkToAnswerCall = "SipOkToAnswerCall"
     #: An incoming call found every line busy and was answered 486
     #: (C{line} is None, C{result} is C{SipNoFreeLine}).
@@ -98,6 +101,74 @@ class EventName(enum.StrEnum):
     #: A C{sendSipKeepAlive} host name did not resolve (C{details["host"]},
     #: C{details["port"]}, C{details["error"]}, C{details["retryIn"]}).
     SipNullKeepAliveResolutionFailure = "SipNullKeepAliveResolutionFailure"
+
+    # -- registration (C{enableSipRegisterServer}) ------------------------
+    #
+    # The names below are those of
+    # L{lmevoip.sip.registration.RegistrationEventName}, unchanged. Every
+    # one carries C{callId} (the REGISTER flow's Call-ID), C{line} (the
+    # phone line whose name is registered, else None) and C{details}:
+    # C{name}, C{registrar} (C{"host:port"}), C{aor}, C{state} (the
+    # registration's state after the event) and the fields listed here.
+    # Credentials never appear in them.
+
+    #: A REGISTER goes out (not the re-send with credentials): C{reason}
+    #: and C{details["why"]} (C{initial}, C{refresh}, C{retry}, C{nat},
+    #: C{interval}), C{details["expires"]} asked, C{["contact"]},
+    #: C{["attempt"]}, C{["cseq"]}.
+    SipRegisterTrying = "SipRegisterTrying"
+    #: The registrar accepted (C{result} C{SipSuccess}):
+    #: C{details["expires"]} is the expiry it granted (s),
+    #: C{details["refreshIn"]} when the refresh goes out,
+    #: C{details["contact"]} the bound contact.
+    SipRegisterSuccess = "SipRegisterSuccess"
+    #: No final answer within C{timeOutMs}, or a 408 (C{result}
+    #: C{SipCallTimeOut}); C{details["retryIn"]}.
+    SipRegisterTimeout = "SipRegisterTimeout"
+    #: A challenge we cannot answer (no password, unsupported algorithm,
+    #: malformed, stale loop; C{result} C{SipAuthenticationFailure}):
+    #: C{status}, C{reason}, C{details["realm"]}, C{["retryIn"]}.
+    SipRegisterAuthorizationError = "SipRegisterAuthorizationError"
+    #: The registrar refused our credentials (C{result}
+    #: C{SipAuthenticationFailure}): C{status}, C{details["realm"]},
+    #: C{["retryIn"]}.
+    SipRegisterBadCredentials = "SipRegisterBadCredentials"
+    #: The REGISTER could not be sent (C{result} C{SipTransportError}):
+    #: C{details["error"]}, C{["retryIn"]}.
+    SipRegisterNetworkError = "SipRegisterNetworkError"
+    #: 423 Interval Too Brief (C{result} C{SipRegistrationRejected}):
+    #: C{details["asked"]}, C{["minExpires"]}, C{["retrying"]},
+    #: C{["retryIn"]}.
+    SipRegisterIntervalError = "SipRegisterIntervalError"
+    #: Another final refusal (C{result} C{SipRegistrationRejected}):
+    #: C{status}, C{reason}, C{details["retryIn"]}.
+    SipRegisterRejected = "SipRegisterRejected"
+    #: The registrar saw us at another address; a REGISTER binding it
+    #: follows at once: C{details["host"]}, C{["port"]},
+    #: C{["previousHost"]}, C{["previousPort"]}.
+    SipRegisterNatDetected = "SipRegisterNatDetected"
+    #: The un-registration (Expires 0) goes out: C{details["contacts"]}.
+    SipUnregisterTrying = "SipUnregisterTrying"
+    #: The registrar removed our bindings (C{result} C{SipSuccess}).
+    SipUnregisterSuccess = "SipUnregisterSuccess"
+    #: No final answer to the un-registration in time.
+    SipUnregisterTimeout = "SipUnregisterTimeout"
+    #: A challenge to the un-registration we cannot answer.
+    SipUnregisterAuthorizationError = "SipUnregisterAuthorizationError"
+    #: Our credentials were refused on un-registration.
+    SipUnregisterBadCredentials = "SipUnregisterBadCredentials"
+    #: The un-registration could not be sent.
+    SipUnregisterNetworkError = "SipUnregisterNetworkError"
+    #: A 423 to the un-registration.
+    SipUnregisterIntervalError = "SipUnregisterIntervalError"
+    #: Another refusal of the un-registration: C{status}, C{reason}.
+    SipUnregisterRejected = "SipUnregisterRejected"
+    #: The registrar's (or the outbound proxy's) host name did not resolve
+    #: (C{result} C{SipResolutionFailure}): C{details["host"]},
+    #: C{["error"]}, C{["retryIn"]} (the engine tries again then). Not a
+    #: L{RegistrationEventName <lmevoip.sip.registration.RegistrationEventName>}:
+    #: the engine resolves names before any client exists.
+    SipRegisterResolutionFailure = "SipRegisterResolutionFailure"
 
 
 def observerMethodName(name: EventName | str) -> str:

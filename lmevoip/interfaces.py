@@ -941,3 +941,55 @@ class IRegistrationClient(Interface):
         """
         Return a plain dict describing the registration.
         """
+
+
+# -- engine registration (lmevoip.engine) ------------------------------------
+
+
+class IRegistrationControl(Interface):
+    """
+    The registration part of the media engine
+    (L{lmevoip.engine.VoipMediaEngine} provides it beside
+    L{IVoipMediaEngine}): SIP registration of user names with one
+    registrar, digest credentials and an outbound proxy. Every action
+    returns a L{lmevoip.returns.TelephonyReturnValue} at once; outcomes
+    arrive as the engine's C{SipRegister*} and C{SipUnregister*} events.
+    """
+
+    def enableSipRegisterServer(namesToRegister, registerPhoneLines, registerThroughProxy,
+                                registrationServerAddress, registrationServerPort,
+                                registrationUpdateIntervalSeconds, registrationExpireTimeSeconds,
+                                timeOutMs, registerNatAutoDetectEnabled):
+        """
+        Register each name of C{namesToRegister} (and each phone line's
+        name when C{registerPhoneLines}) with the registrar at once, and
+        refresh every C{registrationUpdateIntervalSeconds}; through the
+        outbound proxy when C{registerThroughProxy}.
+        """
+
+    def disableSipRegisterServer():
+        """
+        Un-register every name (Expires 0) and stop refreshing.
+        """
+
+    def setSipAuthentication(user, password, name=None):
+        """
+        Set the digest credentials: the engine's (C{name} None) or those
+        of one registered name.
+        """
+
+    def enableOutboundSipProxyServer(host, port):
+        """
+        Set the outbound proxy that C{registerThroughProxy} sends through.
+        """
+
+    def disableOutboundSipProxyServer():
+        """
+        Forget the outbound proxy.
+        """
+
+    def getRegistrationState():
+        """
+        Return a list with one plain dict per registered name (no
+        credentials).
+        """

@@ -77,6 +77,16 @@ class TelephonyReturnValue(enum.Enum):
     SipTransportError = 17
     #: A host name could not be resolved.
     SipResolutionFailure = 18
+    #: C{enableSipRegisterServer}'s name list is malformed: not a list of
+    #: strings, a name that is not a valid SIP user part, a name given
+    #: twice (a phone line's name included), or too many names.
+    SipBadNameList = 19
+    #: (In events) a registrar's challenge could not be answered, or it
+    #: refused our credentials.
+    SipAuthenticationFailure = 20
+    #: (In events) a registrar refused a REGISTER with another 3xx-6xx
+    #: status (403, 404, a 423 we cannot satisfy, ...).
+    SipRegistrationRejected = 21
 
     @property
     def succeeded(self) -> bool:
