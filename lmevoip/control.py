@@ -52,10 +52,27 @@ __all__ = [
     "MAX_RUNS",
     "MAX_ENDED_FLOWS",
     "RUN_MERGE_GAP",
+    "DEFAULT_REGISTER_INTERVAL",
+    "DEFAULT_REGISTER_TIMEOUT_MS",
+    "DEFAULT_SIP_PORT",
 ]
 
 R = TelephonyReturnValue
 Address = tuple[str, int]
+
+# -- registration defaults, shared by twistd's options and the control API --
+
+#: Seconds between REGISTERs (C{--register-interval}; C{"interval"}).
+DEFAULT_REGISTER_INTERVAL = 300
+
+#: The longest wait for the answer to one REGISTER, in ms
+#: (C{--register-timeout}; C{"timeoutMs"}). Shorter than Timer F (32 s) so
+#: that stopping the daemon, which waits for the un-REGISTERs, is never held
+#: long by a registrar that went away.
+DEFAULT_REGISTER_TIMEOUT_MS = 8000
+
+#: A registrar's or proxy's port when none is given.
+DEFAULT_SIP_PORT = 5060
 
 #: How far back each flow's timeline goes (s).
 HISTORY_SECONDS = 120.0

@@ -30,9 +30,11 @@ import ipaddress
 import itertools
 import math
 import os
+import re
 import sys
 import time
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,18 +53,24 @@ from twisted.logger import (
 from twisted.python import usage
 from twisted.python.components import Componentized
 
-from lmevoip.control import describeResult
+from lmevoip.control import DEFAULT_REGISTER_INTERVAL, DEFAULT_REGISTER_TIMEOUT_MS, DEFAULT_SIP_PORT, describeResult
 from lmevoip.engine import EngineConfig, VoipMediaEngine
 from lmevoip.events import EngineEvent, EventName
 from lmevoip.interfaces import IAudioSink, IAudioSource
 from lmevoip.keepalive.interval import KeepAliveParameterError, maximumInterval
 from lmevoip.returns import TelephonyReturnValue
+from lmevoip.sip.registration import RegistrationConfig, RegistrationConfigError
 from lmevoip.rtp.audio import AudioFormatError, DiscardSink, SilenceSource, ToneSource, WavFileSource, WavRecorder
 from lmevoip.sip.uri import SipUri, parseUri
 
 __all__ = [
     "DEFAULT_CONTROL",
+    "DEFAULT_REGISTER_INTERVAL",
+    "DEFAULT_REGISTER_TIMEOUT_MS",
     "Options",
+    "Registration",
+    "RegistrationSettings",
+    "parseRegistration",
     "LmevoipService",
     "StartupError",
     "makeService",
@@ -92,6 +100,9 @@ TONE_AMPLITUDE = 0.25
 
 #: The longest recording of one call with C{--record}.
 MAX_RECORD_SECONDS = 3600.0
+
+_HOST_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}\Z){_HOST_LABEL}(?:\.{_HOST_LABEL})*\.?\Z")
 
 
 class StartupError(Exception):
@@ -201,6 +212,146 @@ def parseSeconds(what: str, value: Any) -> float:
     return number
 
 
+@dataclass(frozen=True)
+class Registration:
+    """
+    One C{--register USER[:PASSWORD]@HOST[:PORT]}.
+
+    @ivar user: The name registered (the SIP user part of the
+        address-of-record, also the digest username).
+    @ivar host: The registrar: an IP address (canonical form) or a host
+        name (lower case; the engine resolves it).
+    @ivar port: The registrar's port.
+    @ivar password: The digest password, or None; never part of C{repr}
+        or of L{describe}.
+    """
+
+    user: str
+    host: str
+    port: int
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def registrar(self) -> str:
+        """
+        C{host:port} (C{[v6]:port}).
+        """
+        return _hostPort(self.host, self.port)
+
+    def describe(self) -> str:
+        """
+        The registration as error and log messages show it: the password
+        replaced by C{***}.
+        """
+        return f"{self.user}{':***' if self.password is not None else ''}@{self.registrar}"
+
+
+@dataclass(frozen=True)
+class RegistrationSettings:
+    """
+    What C{--register} and its companions ask the engine for: one
+    C{enableSipRegisterServer} call with every name, at one registrar.
+
+    @ivar registrations: The names, in command-line order (at least one;
+        all with the same C{host} and C{port}).
+    @ivar interval: C{--register-interval} (seconds).
+    @ivar expires: C{--register-expires} (seconds; 0: interval + 5).
+    @ivar timeoutMs: C{--register-timeout}.
+    @ivar natDetect: Re-register with the address the registrar saw.
+    """
+
+    registrations: tuple[Registration, ...]
+    interval: float = DEFAULT_REGISTER_INTERVAL
+    expires: int = 0
+    timeoutMs: int = DEFAULT_REGISTER_TIMEOUT_MS
+    natDetect: bool = True
+
+    @property
+    def names(self) -> list[str]:
+        return [registration.user for registration in self.registrations]
+
+    @property
+    def host(self) -> str:
+        return self.registrations[0].host
+
+    @property
+    def port(self) -> int:
+        return self.registrations[0].port
+
+    def describe(self) -> str:
+        """
+        Every C{--register} as L{Registration.describe} shows it.
+        """
+        return ", ".join(registration.describe() for registration in self.registrations)
+
+
+def _hostPort(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _maskRegistration(value: str) -> str:
+    """
+    A C{--register} value with whatever may be a password replaced by
+    C{***}, for error messages: the part between the first C{:} and the
+    last C{@} (everything after the first C{:} when there is no C{@}).
+    """
+    left, at, right = value.rpartition("@")
+    if not at:
+        left, right = value, ""
+    user, colon, _ = left.partition(":")
+    return f"{user}{':***' if colon else ''}{at}{right}"
+
+
+def _serverHost(what: str, host: str) -> str:
+    """
+    A registrar or proxy host: an IP address (canonical form) or a host
+    name (lower case).
+    """
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not _HOST_NAME.match(host):
+        raise usage.UsageError(f"{what}: {host!r} is not an IP address or a host name")
+    return host.lower().rstrip(".")
+
+
+def parseRegistration(value: str) -> Registration:
+    """
+    Parse C{--register USER[:PASSWORD]@HOST[:PORT]} (C{[v6]} for an IPv6
+    registrar; port 5060 by default). The password runs from the first
+    C{:} to the last C{@}, so it may hold both; the user may hold neither.
+
+    @raise usage.UsageError: Naming the value with its password hidden.
+    """
+    shown = f"--register {_maskRegistration(value)!r}"
+    left, at, hostPort = value.rpartition("@")
+    if not at:
+        raise usage.UsageError(f"{shown} is not USER[:PASSWORD]@HOST[:PORT]")
+    user, colon, password = left.partition(":")
+    if not user:
+        raise usage.UsageError(f"{shown} has no user")
+    if colon and not password:
+        raise usage.UsageError(f"{shown}: the password after ':' is empty (leave the ':' out for none)")
+    try:
+        RegistrationConfig(registrarHost="127.0.0.1", name=user)
+    except RegistrationConfigError:
+        raise usage.UsageError(f"{shown}: {user!r} is not a SIP user name") from None
+    try:
+        host, port = parseHostPort(hostPort, DEFAULT_SIP_PORT)
+        host = _serverHost(shown, host)
+    except usage.UsageError as e:
+        if colon:
+            # A password holding '@' without the @HOST part puts the end of
+            # the password here: do not show it.
+            raise usage.UsageError(f"--register '{user}:***@...': what follows the last '@' is not "
+                                   "HOST[:PORT] (not shown: it may be part of the password)") from None
+        raise usage.UsageError(f"{shown}: {e}") from None
+    if port == 0:
+        raise usage.UsageError(f"{shown}: port 0 cannot be registered with")
+    return Registration(user, host, port, password if colon else None)
+
+
 def parseEndpoint(description: str) -> tuple[str, list[str], dict[str, str]]:
     """
     Split a Twisted endpoint description (C{tcp:8060:interface=127.0.0.1})
@@ -274,7 +425,14 @@ _CONFIG_TYPES: dict[str, tuple[type, ...]] = {
     "nat-session-time": (int,),
     "noise-gate": (int,),
     "hangup-after": (int, float),
+    "register-interval": (int, float),
+    "register-expires": (int,),
+    "register-timeout": (int,),
 }
+
+#: Options given as a list on the command line by repeating them; in a
+#: configuration file, a string or a list.
+_REPEATABLE = ("null-keepalive", "register")
 
 
 def loadConfigFile(path: str) -> dict[str, Any]:
@@ -300,15 +458,18 @@ def loadConfigFile(path: str) -> dict[str, Any]:
     if set(data) == {"lmevoip"} and isinstance(data["lmevoip"], dict):
         data = data["lmevoip"]
     known = Options.configurableOptions()
+    flags = {flag[0] for flag in Options.optFlags}
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
             raise usage.UsageError(f"--config {path}: unknown option {key!r} (known: {', '.join(sorted(known))})")
         allowed = _CONFIG_TYPES.get(key, ())
-        if key == "auto-answer":
+        if key in flags:
             if not isinstance(value, bool):
                 raise usage.UsageError(f"--config {path}: {key} must be true or false, not {value!r}")
-        elif key == "null-keepalive":
+        elif key == "register":
+            value = [_configRegistration(path, item) for item in (value if isinstance(value, list) else [value])]
+        elif key in _REPEATABLE:
             items = value if isinstance(value, list) else [value]
             if not all(isinstance(item, str) for item in items):
                 raise usage.UsageError(f"--config {path}: {key} must be a string or a list of strings "
@@ -321,6 +482,39 @@ def loadConfigFile(path: str) -> dict[str, Any]:
             value = str(value)
         values[key] = value
     return values
+
+
+def _configRegistration(path: str, item: Any) -> str:
+    """
+    One C{register} entry of a configuration file as the command line
+    would give it: a string C{USER[:PASSWORD]@HOST[:PORT]}, or a table
+    C{{user = "...", password = "...", host = "...", port = 5060}}
+    (C{password} and C{port} optional). The password is never shown.
+    """
+    if isinstance(item, str):
+        return item
+    where = f"--config {path}: register"
+    if not isinstance(item, dict):
+        raise usage.UsageError(f"{where} must be a string USER[:PASSWORD]@HOST[:PORT], a table with user, "
+                               f"host, port and password, or a list of them")
+    unknown = sorted(set(item) - {"user", "password", "host", "port"})
+    if unknown:
+        raise usage.UsageError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} in a table "
+                               f"(known: host, password, port, user)")
+    for name, kinds in (("user", (str,)), ("host", (str,)), ("password", (str,)), ("port", (int,))):
+        if name in ("user", "host") and name not in item:
+            raise usage.UsageError(f"{where}: a table needs {name!r}")
+        if name in item and (isinstance(item[name], bool) or not isinstance(item[name], kinds)):
+            what = "a string" if kinds == (str,) else "an integer"
+            raise usage.UsageError(f"{where}: {name} must be {what}")
+    if "@" in item["user"] or ":" in item["user"]:
+        raise usage.UsageError(f"{where}: user {item['user']!r} is not a SIP user name")
+    host = item["host"]
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    password = f":{item['password']}" if "password" in item else ""
+    port = f":{item['port']}" if "port" in item else ""
+    return f"{item['user']}{password}@{host}{port}"
 
 
 # -- options -----------------------------------------------------------------------------
@@ -347,6 +541,8 @@ class Options(usage.Options):
 
     optFlags = [
         ["auto-answer", None, "Answer every incoming call."],
+        ["no-register-nat-detect", None,
+         "Do not re-register with the address a registrar saw (RFC 3581 received/rport)."],
     ]
 
     optParameters = [
@@ -370,14 +566,22 @@ class Options(usage.Options):
          "Require 'Authorization: Bearer TOKEN' on the control API (needed off loopback)."],
         ["log-format", None, "text", "Log format: text or json."],
         ["log-level", None, "info", "Least important log events written: debug, info, warn, error, critical."],
+        ["register-interval", None, str(DEFAULT_REGISTER_INTERVAL),
+         "SECONDS between REGISTERs of every --register name (at least 1)."],
+        ["register-expires", None, "0", "Expiry in SECONDS to ask the registrar for (0: the interval + 5)."],
+        ["register-timeout", None, str(DEFAULT_REGISTER_TIMEOUT_MS),
+         "Longest wait in MS for the answer to one REGISTER (also bounds un-registering at stop)."],
+        ["outbound-proxy", None, None, "Send the REGISTERs through this proxy, HOST[:PORT] (port 5060 by default)."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["null-keepalive"] = []
+        self["register"] = []
         self._given: set[str] = set()
         self._recording = False
         self.engineConfig: EngineConfig | None = None
+        self.registration: RegistrationSettings | None = None
 
     @classmethod
     def configurableOptions(cls) -> set[str]:
@@ -386,7 +590,7 @@ class Options(usage.Options):
         C{config}).
         """
         names = {flag[0] for flag in cls.optFlags} | {param[0] for param in cls.optParameters}
-        return (names | {"null-keepalive"}) - {"config"}
+        return (names | set(_REPEATABLE)) - {"config"}
 
     def opt_null_keepalive(self, value: str) -> None:
         """
@@ -395,6 +599,15 @@ class Options(usage.Options):
         """
         self["null-keepalive"].append(value)
         self._given.add("null-keepalive")
+
+    def opt_register(self, value: str) -> None:
+        """
+        Register USER[:PASSWORD]@HOST[:PORT] with that registrar (port 5060 by
+        default; repeatable, one registrar for all). A password on the command
+        line is visible to every local user (ps): prefer the --config file.
+        """
+        self["register"].append(value)
+        self._given.add("register")
 
     def __setitem__(self, key: str, value: Any) -> None:
         if self._recordingNow():
@@ -480,6 +693,7 @@ class Options(usage.Options):
         self["keepalive"] = parseKeepAliveKinds(self["keepalive"])
         self["nat-session-time"] = self._integer("nat-session-time", self["nat-session-time"], minimum=1)
         self["null-keepalive"] = [parseNullKeepAlive(value) for value in self["null-keepalive"]]
+        self._checkRegistration()
 
         self._checkControl()
         if self["log-format"] not in ("text", "json"):
@@ -491,6 +705,56 @@ class Options(usage.Options):
                                    "or critical") from None
         self._applyLogFormat()
         self.engineConfig = self._engineConfig()
+
+    def _checkRegistration(self) -> None:
+        """
+        Check C{--register}, C{--register-*} and C{--outbound-proxy}; set
+        L{registration}.
+        """
+        interval = parseSeconds(f"--register-interval {self['register-interval']!r}", self["register-interval"])
+        if interval < 1:
+            raise usage.UsageError(f"--register-interval {interval:g} must be at least 1 second")
+        self["register-interval"] = interval
+        self["register-expires"] = self._integer("register-expires", self["register-expires"], minimum=0)
+        self["register-timeout"] = self._integer("register-timeout", self["register-timeout"], minimum=1)
+        listenFamily = ipaddress.ip_address(self["listen"][0]).version
+        proxy = self["outbound-proxy"]
+        if proxy is not None:
+            host, port = parseHostPort(proxy, DEFAULT_SIP_PORT)
+            if port == 0:
+                raise usage.UsageError(f"--outbound-proxy {proxy!r}: port 0 cannot be sent to")
+            host = _serverHost(f"--outbound-proxy {proxy!r}", host)
+            self._checkFamily(f"--outbound-proxy {proxy!r}", host, listenFamily)
+            self["outbound-proxy"] = (host, port)
+        registrations = [parseRegistration(value) for value in self["register"]]
+        self["register"] = registrations
+        if not registrations:
+            self.registration = None
+            return
+        seen: set[str] = set()
+        for registration in registrations:
+            if registration.user in seen:
+                raise usage.UsageError(f"--register: {registration.user!r} is given twice")
+            seen.add(registration.user)
+            self._checkFamily(f"--register {registration.describe()!r}", registration.host, listenFamily)
+        registrars = sorted({registration.registrar for registration in registrations})
+        if len(registrars) > 1:
+            raise usage.UsageError(
+                f"--register: every name must use the same registrar, not {' and '.join(registrars)} "
+                "(the engine registers with one registrar at a time: enableSipRegisterServer replaces "
+                "the whole set of registrations)")
+        self.registration = RegistrationSettings(
+            registrations=tuple(registrations), interval=interval, expires=self["register-expires"],
+            timeoutMs=self["register-timeout"], natDetect=not self["no-register-nat-detect"])
+
+    @staticmethod
+    def _checkFamily(what: str, host: str, family: int) -> None:
+        try:
+            version = ipaddress.ip_address(host).version
+        except ValueError:
+            return  # a host name: resolved to an address of the SIP socket's family
+        if version != family:
+            raise usage.UsageError(f"{what}: {host} is not of the address family of --listen")
 
     def _integer(self, name: str, value: Any, minimum: int | None = None) -> int:
         try:
@@ -694,6 +958,10 @@ class LmevoipService(MultiService):
     @ivar nullKeepAlives: C{(host, port, seconds)} destinations enabled at
         start.
     @ivar call: The SIP URI called on line 0 at start, or None.
+    @ivar registration: The L{RegistrationSettings} applied at start, or
+        None.
+    @ivar outboundProxy: C{(host, port)} of the outbound proxy set at start
+        (the REGISTERs go through it), or None.
     @ivar logObserver: The log observer to give the twistd application
         (L{twistdLogObserver}), or None for twistd's own.
     @ivar aborted: After a failed start, a Deferred firing once whatever
@@ -705,7 +973,8 @@ class LmevoipService(MultiService):
     def __init__(self, engine: VoipMediaEngine, keepAlive: tuple[bool, bool, int],
                  nullKeepAlives: list[tuple[str, int, float]] = (), call: str | None = None,
                  autoAnswer: bool = False, hangupAfter: float | None = None,
-                 logObserver: Any = None) -> None:
+                 logObserver: Any = None, registration: RegistrationSettings | None = None,
+                 outboundProxy: tuple[str, int] | None = None) -> None:
         super().__init__()
         self.setName("lmevoip")
         self.engine = engine
@@ -715,6 +984,8 @@ class LmevoipService(MultiService):
         self.keepAlive = keepAlive
         self.nullKeepAlives = list(nullKeepAlives)
         self.call = call
+        self.registration = registration
+        self.outboundProxy = outboundProxy
         self.logObserver = logObserver
         self.aborted: Deferred[None] | None = None
         self.automation = _CallAutomation(engine, autoAnswer, hangupAfter)
@@ -743,8 +1014,10 @@ class LmevoipService(MultiService):
 
     def startService(self) -> None:
         """
-        Apply the keep-alive settings, start the engine and the control
-        service, then enable the NULL keep-alives and place the first call.
+        Apply the keep-alive settings, the outbound proxy and the
+        registration passwords, start the engine and the control service,
+        then enable the NULL keep-alives, register and place the first
+        call.
 
         @raise StartupError: When any of it fails; what had started is
             stopped again (see L{aborted}).
@@ -753,6 +1026,7 @@ class LmevoipService(MultiService):
         result = self.engine.enableKeepAliveTransmissions(sip, rtp, natSessionTimeMs)
         if not result.succeeded:
             raise self._failed(self._keepAliveError(result))
+        self._applyRegistrationSettings()
         try:
             MultiService.startService(self)
         except Exception as e:
@@ -765,16 +1039,58 @@ class LmevoipService(MultiService):
             if not result.succeeded:
                 raise self._failed(f"--null-keepalive {host}:{port}:{seconds:g}: sendSipKeepAlive returned "
                                    f"{result.name} ({describeResult(result)})")
+        self._register()
         if self.call is not None:
             result = self.engine.makeCallUri(0, self.call)
             if not result.succeeded:
                 raise self._failed(f"--call {self.call}: makeCallUri returned {result.name} "
                                    f"({describeResult(result)})")
 
+    def _applyRegistrationSettings(self) -> None:
+        """
+        Before the engine starts: set the outbound proxy and each
+        registered name's digest credentials (C{setSipAuthentication(user,
+        password, name=user)}: the engine reads them when registering).
+        """
+        if self.outboundProxy is not None:
+            host, port = self.outboundProxy
+            result = self.engine.enableOutboundSipProxyServer(host, port)
+            if not result.succeeded:
+                raise self._failed(f"--outbound-proxy {_hostPort(host, port)}: enableOutboundSipProxyServer "
+                                   f"returned {result.name} ({describeResult(result)})")
+        if self.registration is None:
+            return
+        for registration in self.registration.registrations:
+            if registration.password is None:
+                continue
+            result = self.engine.setSipAuthentication(registration.user, registration.password,
+                                                      name=registration.user)
+            if not result.succeeded:
+                raise self._failed(f"--register {registration.describe()}: setSipAuthentication returned "
+                                   f"{result.name} ({describeResult(result)})")
+
+    def _register(self) -> None:
+        """
+        Once the engine runs: one C{enableSipRegisterServer} for every
+        C{--register} name.
+        """
+        settings = self.registration
+        if settings is None:
+            return
+        result = self.engine.enableSipRegisterServer(
+            settings.names, False, self.outboundProxy is not None, settings.host, settings.port,
+            settings.interval, settings.expires, settings.timeoutMs, settings.natDetect)
+        if not result.succeeded:
+            raise self._failed(f"--register {settings.describe()}: enableSipRegisterServer returned "
+                               f"{result.name} ({describeResult(result)})")
+        self.log.info("registering {names} with {registrar} every {interval:g} s{via}", names=settings.names,
+                      registrar=settings.registrations[0].registrar, interval=settings.interval,
+                      via="" if self.outboundProxy is None else f" through {_hostPort(*self.outboundProxy)}")
+
     def stopService(self) -> Deferred[None]:
         """
-        Cancel pending hang-ups and stop the children (the engine ends
-        every call first).
+        Cancel pending hang-ups and stop the children (the engine
+        un-registers every name and ends every call first).
         """
         self.automation.stop()
         if not self.running:
@@ -852,11 +1168,16 @@ def _printStartupErrors() -> None:
     sys.excepthook = hook
 
 
-def makeService(config: Options) -> LmevoipService:
+def makeService(config: Options, reactor: Any = None) -> LmevoipService:
     """
     Build the service tree from parsed options (see the module docstring).
+
+    @param reactor: The reactor (the global one by default; a
+        L{FakeUdpReactor <lmevoip.testing.FakeUdpReactor>} in tests, with
+        C{--control none}).
     """
-    from twisted.internet import reactor
+    if reactor is None:
+        from twisted.internet import reactor
 
     engine = VoipMediaEngine(config.engineConfig, reactor)
     parent = getattr(config, "parent", None)
@@ -869,6 +1190,8 @@ def makeService(config: Options) -> LmevoipService:
         call=config["call"],
         autoAnswer=bool(config["auto-answer"]),
         hangupAfter=config["hangup-after"],
+        registration=config.registration,
+        outboundProxy=config["outbound-proxy"],
         logObserver=twistdLogObserver(parent, config["log-format"], config["log-level"]) if underTwistd else None,
     )
     if config["control"] is not None:

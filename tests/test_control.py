@@ -34,7 +34,8 @@ from lmevoip.rtp.audio import SilenceSource, ToneSource
 from lmevoip.testing import FakeUdpReactor
 from lmevoip.web import ControlService
 from lmevoip.web.api import HTTP_STATUS, MAX_BODY_BYTES, ApiError, EventHub, Security, readJson
-from tests.peers.ports import freeTcpPort
+from tests.peers.ports import freeTcpPort, freeUdpPort
+from tests.test_engine_registration import LogCapture, ScriptedRegistrar
 
 R = TelephonyReturnValue
 NAT_MS = 2000
@@ -682,6 +683,136 @@ class ControlApiTests(ControlServiceCase):
         for path in ("/static/x.js", "/static", "/favicon.ico", "/static/status.js/x"):
             code, _, _ = yield self.client.request("GET", path)
             self.assertEqual(code, 404, path)
+
+
+class RegistrationApiTests(ControlServiceCase):
+    """
+    The registration endpoints end to end: a scripted registrar (and a
+    second one as outbound proxy) on real loopback sockets challenges
+    alice, whose password is set through C{PUT /api/credentials}.
+    """
+
+    secret = "api-Secret-4711"
+
+    def setUp(self) -> Any:
+        self.registrar = ScriptedRegistrar(reactor, ("127.0.0.1", freeUdpPort()),
+                                           users={"alice": ("alice-auth", self.secret)})
+        self.addCleanup(self.registrar.port.stopListening)
+        self.logs = LogCapture(self)
+        return super().setUp()
+
+    @inlineCallbacks
+    def test_registerThroughApi(self) -> None:
+        """
+        Credentials, registration, its state, its events on the stream,
+        the outbound proxy and un-registration, all over HTTP; the
+        password is in no response and no log line.
+        """
+        host, port = self.registrar.port.getHost().host, self.registrar.port.getHost().port
+        response, stream = yield self.client.events()
+        code, _, body = yield self.client.request("GET", "/api/registrations")
+        self.assertEqual((code, body["registrations"]), (200, []))
+        code, _, body = yield self.client.request("GET", "/api")
+        self.assertTrue({"/api/registrations", "/api/credentials", "/api/outbound-proxy"} <= set(body["endpoints"]))
+
+        code, _, body = yield self.client.request("PUT", "/api/credentials",
+                                                  {"user": "alice-auth", "password": self.secret, "name": "alice"})
+        self.assertEqual((code, body["result"], body["name"]), (200, "SipSuccess", "alice"))
+        code, _, body = yield self.client.request("POST", "/api/registrations",
+                                                  {"names": ["alice", "bob"], "host": host, "port": port,
+                                                   "interval": 30, "expires": 60, "timeoutMs": 2000})
+        self.assertEqual((code, body["result"]), (200, "SipSuccess"), body)
+        self.assertEqual([state["name"] for state in body["registrations"]], ["alice", "bob"])
+        yield stream.waitFor("SipRegisterSuccess")
+        for _ in range(50):
+            code, _, body = yield self.client.request("GET", "/api/registrations")
+            states = {state["name"]: state for state in body["registrations"]}
+            if all(state["registered"] for state in states.values()):
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+        for name in ("alice", "bob"):
+            state = states[name]
+            self.assertEqual((state["state"], state["grantedExpires"], state["registrar"], state["aor"]),
+                             ("Registered", 60, f"127.0.0.1:{port}", f"sip:{name}@127.0.0.1"))
+            self.assertEqual(state["contact"], f"sip:{name}@127.0.0.1:{self.engine.sipAddress[1]}")
+            self.assertGreater(state["nextAttemptAt"], body["now"])
+        self.assertEqual(set(self.registrar.bindings), {"alice", "bob"})
+        self.assertIn('username="alice-auth"', self.registrar.registers("alice")[-1].headers.get("Authorization"))
+        success = [event for event in stream.events if event["name"] == "SipRegisterSuccess"]
+        self.assertEqual(sorted(event["details"]["name"] for event in success), ["alice", "bob"])
+        self.assertEqual(success[0]["result"], "SipSuccess")
+
+        # Through an outbound proxy: the flows start afresh there.
+        proxy = ScriptedRegistrar(reactor, ("127.0.0.1", freeUdpPort()))
+        self.addCleanup(proxy.port.stopListening)
+        proxyPort = proxy.port.getHost().port
+        code, _, body = yield self.client.request("PUT", "/api/outbound-proxy", {"host": "127.0.0.1",
+                                                                                "port": proxyPort})
+        self.assertEqual((code, body["outboundProxy"]), (200, {"host": "127.0.0.1", "port": proxyPort}))
+        code, _, body = yield self.client.request("POST", "/api/registrations",
+                                                  {"names": ["bob"], "host": host, "port": port,
+                                                   "throughProxy": True, "timeoutMs": 2000})
+        self.assertEqual((code, body["result"]), (200, "SipSuccess"))
+        for _ in range(50):
+            if proxy.registers("bob"):
+                break
+            yield deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(proxy.registers("bob")[0].headers.get("Route"), f"<sip:127.0.0.1:{proxyPort};lr>")
+        code, _, body = yield self.client.request("DELETE", "/api/outbound-proxy")
+        self.assertEqual((code, body["result"], body["outboundProxy"]), (200, "SipSuccess", None))
+
+        code, _, body = yield self.client.request("DELETE", "/api/registrations")
+        self.assertEqual((code, body["result"], body["registrations"]), (200, "SipSuccess", []))
+        yield stream.waitFor("SipUnregisterSuccess")
+        code, _, body = yield self.client.request("DELETE", "/api/credentials?name=alice")
+        self.assertEqual((code, body["result"]), (200, "SipSuccess"))
+        yield deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(proxy.bindings, {})
+        self.assertNotIn("alice", self.registrar.bindings)
+
+        self.assertNotIn(self.secret, json.dumps(stream.events))
+        self.assertTrue(self.logs.lines)
+        self.assertEqual([line for line in self.logs.lines if self.secret in line], [])
+
+    @inlineCallbacks
+    def test_registrationRefusals(self) -> None:
+        """
+        Requests the API or the engine refuse: 4xx with a JSON body naming
+        the problem, and the password never echoed.
+        """
+        cases = [
+            ("POST", "/api/registrations", {"names": ["alice"]}, 400, "MissingField"),
+            ("POST", "/api/registrations", {"host": "127.0.0.1"}, 400, "MissingField"),
+            ("POST", "/api/registrations", {"names": "alice", "host": "127.0.0.1"}, 400, "BadField"),
+            ("POST", "/api/registrations", {"names": ["alice"], "host": "127.0.0.1", "natDetect": 1}, 400,
+             "BadField"),
+            ("POST", "/api/registrations", {"names": ["alice"], "host": "127.0.0.1", "colour": 1}, 400,
+             "UnknownField"),
+            ("POST", "/api/registrations", {"names": ["al ice"], "host": "127.0.0.1"}, 400, "SipBadNameList"),
+            ("POST", "/api/registrations", {"names": ["alice", "alice"], "host": "127.0.0.1"}, 400,
+             "SipBadNameList"),
+            ("POST", "/api/registrations", {"names": ["alice"], "host": "127.0.0.1", "port": 0}, 400,
+             "SipBadParameter"),
+            ("POST", "/api/registrations", {"names": ["alice"], "host": "127.0.0.1", "throughProxy": True}, 400,
+             "SipBadParameter"),
+            ("POST", "/api/registrations", {"names": ["alice"], "host": "::1"}, 400, "SipBadParameter"),
+            ("PUT", "/api/credentials", {"user": "alice"}, 400, "MissingField"),
+            ("PUT", "/api/credentials", {"user": "alice", "password": self.secret, "name": "a b"}, 400,
+             "SipBadParameter"),
+            ("PUT", "/api/credentials", {"user": "", "password": self.secret}, 400, "SipBadParameter"),
+            ("PUT", "/api/outbound-proxy", {"host": "127.0.0.1", "port": 0}, 400, "SipBadParameter"),
+            ("PUT", "/api/outbound-proxy", {"port": 5060}, 400, "MissingField"),
+            ("GET", "/api/credentials", None, 405, "MethodNotAllowed"),
+            ("PUT", "/api/registrations", {}, 405, "MethodNotAllowed"),
+        ]
+        for method, path, body, status, error in cases:
+            code, _, answer = yield self.client.request(method, path, body)
+            self.assertEqual((code, answer.get("error", answer.get("result"))), (status, error),
+                             (method, path, answer))
+            self.assertTrue(answer["message"])
+            self.assertNotIn(self.secret, json.dumps(answer))
+        self.assertEqual(self.engine.getRegistrationState(), [])
+        self.assertEqual([line for line in self.logs.lines if self.secret in line], [])
 
 
 class TokenTests(ControlServiceCase):

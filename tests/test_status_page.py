@@ -2,7 +2,8 @@
 The status page in a real headless browser (Debian's chromium driven by
 chromedriver through Selenium): it loads without console errors, shows a
 call placed through the API with its keep-alive flows and their
-timelines, follows the events stream, and hangs up from its button.
+timelines, follows the events stream, and hangs up from its button; its
+registrations panel follows a registration made through the API.
 
 Selenium's calls block, so each one runs in the reactor's thread pool
 while the reactor serves the page.
@@ -21,8 +22,10 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 from lmevoip.engine import LineState
+from tests.peers.ports import freeUdpPort
 from tests.support import REQUIRE_PEERS, requireTool
 from tests.test_control import ControlServiceCase
+from tests.test_engine_registration import ScriptedRegistrar
 
 NAT_MS = 2000
 
@@ -126,6 +129,53 @@ class StatusPageTests(ControlServiceCase):
         yield self.waitFor('#lines tr[data-line="0"][data-state="Idle"]', timeout=5)
         yield self.waitFor('#events li[data-name="SipCallComplete"]', timeout=5)
         yield self.waitFor('.flow.ended[data-flow="line0-rtp"]', timeout=5)
+
+        logs = yield deferToThread(driver.get_log, "browser")
+        errors = [entry for entry in logs if entry.get("level") == "SEVERE"]
+        self.assertEqual(errors, [], logs)
+
+    @inlineCallbacks
+    def test_showsRegistrations(self) -> None:
+        """
+        A registration made through the API (a scripted registrar on a
+        loopback socket challenges alice) appears in the registrations
+        panel as Registered with its registrar, granted expiry, next
+        refresh and contact, and leaves it when un-registered. The browser
+        logs no error.
+        """
+        from selenium.webdriver.common.by import By
+
+        registrar = ScriptedRegistrar(reactor, ("127.0.0.1", freeUdpPort()), users={"alice": ("alice", "pw-1")},
+                                      maxExpires=60)
+        self.addCleanup(registrar.port.stopListening)
+        registrarPort = registrar.port.getHost().port
+        driver = self.driver
+        yield deferToThread(driver.get, self.control.url)
+        yield self.waitFor("#live.on")
+        empty = yield deferToThread(lambda: driver.find_element(By.ID, "registrations-empty").is_displayed())
+        self.assertTrue(empty)
+
+        self.assertTrue(self.engine.setSipAuthentication("alice", "pw-1", name="alice").succeeded)
+        code, _, body = yield self.client.request("POST", "/api/registrations",
+                                                  {"names": ["alice"], "host": "127.0.0.1", "port": registrarPort,
+                                                   "interval": 30, "expires": 3600})
+        self.assertEqual(code, 200, body)
+        row = yield self.waitFor('#registrations tr[data-name="alice"][data-state="Registered"]', timeout=5)
+        text = yield deferToThread(lambda: row.text)
+        self.assertIn(f"127.0.0.1:{registrarPort}", text)
+        self.assertIn("60 s", text)  # granted (asked 3600)
+        self.assertRegex(text, r"\bin (2[0-9]|30)s\b")  # the next refresh, 30 s after the REGISTER
+        self.assertIn(f"sip:alice@127.0.0.1:{self.engine.sipAddress[1]}", text)
+        yield self.waitFor('#events li[data-name="SipRegisterSuccess"]', timeout=5)
+        empty = yield deferToThread(lambda: driver.find_element(By.ID, "registrations-empty").is_displayed())
+        self.assertFalse(empty)
+
+        code, _, body = yield self.client.request("DELETE", "/api/registrations")
+        self.assertEqual(code, 200, body)
+        yield self.waitFor('#events li[data-name="SipUnregisterSuccess"]', timeout=5)
+        yield self.waitFor("#registrations-empty:not([hidden])", timeout=5)
+        rows = yield deferToThread(lambda: driver.find_elements(By.CSS_SELECTOR, "#registrations tbody tr"))
+        self.assertEqual(rows, [])
 
         logs = yield deferToThread(driver.get_log, "browser")
         errors = [entry for entry in logs if entry.get("level") == "SEVERE"]

@@ -26,19 +26,28 @@ from lmevoip.engine import EngineConfig, LineState, VoipMediaEngine
 from lmevoip.events import EventName
 from lmevoip.keepalive.null import CRLF
 from lmevoip.rtp.audio import SilenceSource, ToneSource, WavFileSource
+from lmevoip.returns import TelephonyReturnValue
 from lmevoip.testing import FakeSipPeer, FakeUdpReactor, RecordingEngineObserver
 from lmevoip.web import ControlService
 from tests.peers import PeerProcess, traceDirectory
 from tests.peers.ports import freeUdpPort
+from tests.test_engine_registration import LogCapture, ScriptedRegistrar
 
 #: Every option other tools rely on (the contract of the issue).
 CONTRACT_OPTIONS = (
     "--listen", "--public-address", "--rtp-ports", "--lines", "--user", "--auto-answer", "--call",
     "--hangup-after", "--audio", "--record", "--noise-gate", "--keepalive", "--nat-session-time",
     "--null-keepalive", "--control", "--control-token", "--log-format", "--config",
+    "--register", "--register-interval", "--register-expires", "--outbound-proxy",
 )
 
+#: A password distinctive enough to be searched for in messages and logs.
+SECRET = "Pw-9zq@x:secret"
+
 TOKEN = "0123456789abcdef-token"
+
+
+R = TelephonyReturnValue
 
 
 def twistdCommand() -> list[str]:
@@ -76,6 +85,7 @@ class PluginTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         for option in CONTRACT_OPTIONS:
             self.assertIn(option, result.stdout)
+        self.assertIn("prefer the --config file", " ".join(result.stdout.split()))
 
 
 class OptionsTests(SynchronousTestCase):
@@ -227,6 +237,102 @@ class OptionsTests(SynchronousTestCase):
         self.assertTrue(files[0].name.startswith("line3-") and files[0].name.endswith(".wav"), files)
 
 
+class RegistrationOptionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        """
+        Without C{--register} nothing is registered; the registration
+        settings have their defaults.
+        """
+        options = parse()
+        self.assertIsNone(options.registration)
+        self.assertEqual(options["register"], [])
+        self.assertIsNone(options["outbound-proxy"])
+        self.assertEqual((options["register-interval"], options["register-expires"], options["register-timeout"]),
+                         (300.0, 0, tap.DEFAULT_REGISTER_TIMEOUT_MS))
+
+    def test_values(self) -> None:
+        """
+        Several names at one registrar become one L{RegistrationSettings}:
+        passwords may hold C{:} and C{@}, the port defaults to 5060, a
+        host name is kept (the engine resolves it), IPv6 goes in brackets.
+        """
+        options = parse("--register", f"alice:{SECRET}@127.0.0.2", "--register", "bob@127.0.0.2:5060",
+                        "--register-interval", "60", "--register-expires", "120", "--register-timeout", "2000",
+                        "--outbound-proxy", "127.0.0.3", "--no-register-nat-detect")
+        settings = options.registration
+        self.assertEqual(settings.names, ["alice", "bob"])
+        self.assertEqual((settings.host, settings.port), ("127.0.0.2", 5060))
+        self.assertEqual([r.password for r in settings.registrations], [SECRET, None])
+        self.assertEqual((settings.interval, settings.expires, settings.timeoutMs, settings.natDetect),
+                         (60.0, 120, 2000, False))
+        self.assertEqual(options["outbound-proxy"], ("127.0.0.3", 5060))
+        self.assertEqual(settings.describe(), "alice:***@127.0.0.2:5060, bob@127.0.0.2:5060")
+        self.assertNotIn(SECRET, repr(settings))
+        self.assertEqual(tap.parseRegistration("carol@Sip.Example.COM:5080"),
+                         tap.Registration("carol", "sip.example.com", 5080))
+        six = parse("--listen", "[::1]:5060", "--register", "dave:pw@[::1]:5070").registration
+        self.assertEqual((six.host, six.port, six.registrations[0].registrar), ("::1", 5070, "[::1]:5070"))
+        self.assertTrue(parse("--register", "erin@127.0.0.2").registration.natDetect)
+
+    def test_badRegistrations(self) -> None:
+        """
+        Each bad value is a UsageError naming the option and the problem,
+        and none shows the password.
+        """
+        cases = [
+            (["alice:password"], "is not USER[:PASSWORD]@HOST[:PORT]"),
+            (["alice"], "--register 'alice' is not USER[:PASSWORD]@HOST[:PORT]"),
+            ([f"alice:{SECRET}"], "what follows the last '@' is not HOST[:PORT] (not shown"),
+            ([f"alice:{SECRET}@"], "what follows the last '@' is not HOST[:PORT]"),
+            (["alice@"], "--register 'alice@': '' has no host"),
+            ([f":{SECRET}@127.0.0.2"], "has no user"),
+            (["alice:@127.0.0.2"], "the password after ':' is empty"),
+            ([f"al ice:{SECRET}@127.0.0.2"], "'al ice' is not a SIP user name"),
+            ([f"alice:{SECRET}@127.0.0.2:0"], "port 0 cannot be registered with"),
+            ([f"alice:{SECRET}@127.0.0.2:99999"], "what follows the last '@' is not HOST[:PORT]"),
+            (["alice@127.0.0.2:99999"], "port 99999 is out of range"),
+            (["alice@bad_host"], "'bad_host' is not an IP address or a host name"),
+            ([f"alice:{SECRET}@[::1]"], "not of the address family of --listen"),
+            ([f"alice:{SECRET}@127.0.0.2", "alice@127.0.0.2"], "'alice' is given twice"),
+            ([f"alice:{SECRET}@127.0.0.2", "bob@127.0.0.9"], "every name must use the same registrar"),
+            ([f"alice:{SECRET}@127.0.0.2", "bob@127.0.0.2:5070"], "not 127.0.0.2:5060 and 127.0.0.2:5070"),
+        ]
+        for values, expected in cases:
+            args = [arg for value in values for arg in ("--register", value)]
+            with self.subTest(args=args):
+                error = self.assertRaises(usage.UsageError, parse, *args)
+                self.assertIn(expected, str(error))
+                self.assertIn("--register", str(error))
+                self.assertNotIn(SECRET, str(error))
+                self.assertNotIn("secret", str(error))
+
+    def test_badSettings(self) -> None:
+        cases = [
+            (["--register-interval", "0.5"], "--register-interval 0.5 must be at least 1 second"),
+            (["--register-interval", "often"], "--register-interval 'often' is not a number"),
+            (["--register-expires", "-1"], "--register-expires -1 must be at least 0"),
+            (["--register-timeout", "0"], "--register-timeout 0 must be at least 1"),
+            (["--outbound-proxy", "127.0.0.3:0"], "--outbound-proxy '127.0.0.3:0': port 0"),
+            (["--outbound-proxy", "bad_proxy:5060"], "'bad_proxy' is not an IP address or a host name"),
+            (["--outbound-proxy", "[::1]:5060"], "not of the address family of --listen"),
+        ]
+        for args, expected in cases:
+            with self.subTest(args=args):
+                error = self.assertRaises(usage.UsageError, parse, *args)
+                self.assertIn(expected, str(error))
+
+    def test_helpHidesPasswords(self) -> None:
+        """
+        The usage text twistd prints with an error never holds the
+        password that was given.
+        """
+        options = tap.Options()
+        self.assertRaises(usage.UsageError, options.parseOptions,
+                          ["--register", f"alice:{SECRET}@127.0.0.2", "--lines", "x"])
+        self.assertIn("--register", str(options))
+        self.assertNotIn(SECRET, str(options))
+
+
 class ConfigFileTests(SynchronousTestCase):
     def write(self, text: str) -> str:
         path = self.mktemp() + ".toml"
@@ -263,6 +369,52 @@ class ConfigFileTests(SynchronousTestCase):
         self.assertEqual(options["user"], "filed")
         self.assertEqual(options.engineConfig.lines, 2)
         self.assertEqual(options["null-keepalive"], [("127.0.0.1", 5094, 5.0)])
+
+    def test_registration(self) -> None:
+        """
+        C{register} is a string, a table or a list of them (a table keeps a
+        password with any characters); the other registration settings
+        have their TOML types. The command line's C{--register} replaces
+        the file's list and keeps its settings.
+        """
+        path = self.write(f'register = ["alice:{SECRET}@127.0.0.2", {{user = "bob", password = "p@ss:w", '
+                          'host = "127.0.0.2"}, {user = "carol", host = "127.0.0.2", port = 5060}]\n'
+                          'register-interval = 45.5\nregister-expires = 90\nregister-timeout = 3000\n'
+                          'outbound-proxy = "127.0.0.3:5070"\nno-register-nat-detect = true\n')
+        settings = parse("--config", path).registration
+        self.assertEqual(settings.names, ["alice", "bob", "carol"])
+        self.assertEqual([r.password for r in settings.registrations], [SECRET, "p@ss:w", None])
+        self.assertEqual((settings.interval, settings.expires, settings.timeoutMs, settings.natDetect),
+                         (45.5, 90, 3000, False))
+        options = parse("--config", path, "--register", "dave@127.0.0.2")
+        self.assertEqual(options.registration.names, ["dave"])
+        self.assertEqual(options.registration.interval, 45.5)
+        self.assertEqual(options["outbound-proxy"], ("127.0.0.3", 5070))
+        six = self.write('listen = "[::1]:5060"\nregister = {user = "erin", host = "::1", port = 5070}\n')
+        self.assertEqual(parse("--config", six).registration.registrations[0].registrar, "[::1]:5070")
+
+    def test_registrationErrors(self) -> None:
+        """
+        Bad C{register} entries name the problem, never the password.
+        """
+        cases = [
+            (f'register = 5\n', "register must be a string"),
+            (f'register = [{{user = "a", password = "{SECRET}"}}]\n', "a table needs 'host'"),
+            (f'register = [{{user = "a", password = "{SECRET}", host = "127.0.0.2", colour = 1}}]\n',
+             "unknown key(s) 'colour'"),
+            (f'register = [{{user = "a", password = 7, host = "127.0.0.2"}}]\n', "password must be a string"),
+            (f'register = [{{user = "a", host = "127.0.0.2", port = "x"}}]\n', "port must be an integer"),
+            (f'register = [{{user = "a@b", password = "{SECRET}", host = "127.0.0.2"}}]\n', "'a@b' is not"),
+            (f'register = [{{user = "a", password = "", host = "127.0.0.2"}}]\n', "password after ':' is empty"),
+            (f'register = ["a:{SECRET}@127.0.0.2", "b:{SECRET}@127.0.0.3"]\n', "the same registrar"),
+            ('no-register-nat-detect = "yes"\n', "no-register-nat-detect must be true or false"),
+            ('register-expires = 1.5\n', "register-expires must be a string or int"),
+        ]
+        for text, expected in cases:
+            with self.subTest(expected=expected):
+                error = self.assertRaises(usage.UsageError, parse, "--config", self.write(text))
+                self.assertIn(expected, str(error))
+                self.assertNotIn(SECRET, str(error))
 
     def test_errors(self) -> None:
         """
@@ -321,13 +473,32 @@ def quiet(*components: object) -> None:
         component.log = Logger(observer=lambda event: None)  # type: ignore[attr-defined]
 
 
-class ServiceTests(SynchronousTestCase):
+class FakeReactorCase(SynchronousTestCase):
     """
-    L{tap.LmevoipService} with its engine on a L{FakeUdpReactor}.
+    A L{FakeUdpReactor} and the helpers to drive services on it.
+
+    @ivar stopTime: Seconds the reactor is advanced after a service is
+        stopped (un-registrations wait for the registrar).
     """
+
+    stopTime = 1.0
 
     def setUp(self) -> None:
         self.reactor = FakeUdpReactor()
+
+    def stop(self, service: tap.LmevoipService) -> None:
+        service.stopService()
+        self.reactor.advance(self.stopTime)
+
+    def advance(self, seconds: float, step: float = 0.02) -> None:
+        for _ in range(int(seconds / step)):
+            self.reactor.advance(step)
+
+
+class ServiceTests(FakeReactorCase):
+    """
+    L{tap.LmevoipService} with its engine on a L{FakeUdpReactor}.
+    """
 
     def service(self, **kwargs: object) -> tap.LmevoipService:
         config = kwargs.pop("config", None) or EngineConfig(sipHost="127.0.0.1", sipPort=5060)
@@ -336,14 +507,6 @@ class ServiceTests(SynchronousTestCase):
         quiet(service, engine)
         self.addCleanup(self.stop, service)
         return service
-
-    def stop(self, service: tap.LmevoipService) -> None:
-        service.stopService()
-        self.reactor.advance(1)
-
-    def advance(self, seconds: float, step: float = 0.02) -> None:
-        for _ in range(int(seconds / step)):
-            self.reactor.advance(step)
 
     def test_keepAliveRefused(self) -> None:
         """
@@ -440,6 +603,135 @@ class ServiceTests(SynchronousTestCase):
         self.advance(3.5)
         sent = [d for d in self.reactor.sentTo(("127.0.0.4", 5070)) if d.data == CRLF]
         self.assertEqual(len(sent), 4)
+
+
+class RegistrationServiceTests(FakeReactorCase):
+    """
+    C{--register} and its companions through L{tap.makeService}, with the
+    engine on a L{FakeUdpReactor} and a scripted registrar that
+    challenges alice at 127.0.0.2:5060.
+    """
+
+    stopTime = 10.0
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.registrar = ScriptedRegistrar(self.reactor, users={"alice": ("alice", SECRET)}, maxExpires=120)
+        self.addCleanup(self.registrar.port.stopListening)
+        self.logs = LogCapture(self)
+
+    def service(self, *args: str) -> tap.LmevoipService:
+        service = tap.makeService(parse("--control", "none", *args), reactor=self.reactor)
+        quiet(service, service.engine)
+        self.events = RecordingEngineObserver()
+        service.engine.addObserver(self.events)
+        self.addCleanup(self.stop, service)
+        return service
+
+    def test_registerWithCredentials(self) -> None:
+        """
+        At start every name is registered with the registrar: the first
+        REGISTER of alice (AOR C{sip:alice@127.0.0.2}, contact at our SIP
+        address, the expiry asked for) is challenged, the second answers
+        with her password; bob, who has no password, is not challenged.
+        Stopping the service un-registers both (Expires 0). The password
+        is never logged.
+        """
+        service = self.service("--register", f"alice:{SECRET}@127.0.0.2", "--register", "bob@127.0.0.2",
+                               "--register-interval", "60", "--register-expires", "100")
+        service.startService()
+        self.advance(1)
+        first, second = self.registrar.registers("alice")
+        for register in (first, second):
+            self.assertEqual(str(register.uri), "sip:127.0.0.2")
+            self.assertEqual(str(register.toAddr.uri), "sip:alice@127.0.0.2")
+            self.assertEqual([str(c.uri) for c in register.contacts], ["sip:alice@127.0.0.1:5060"])
+            self.assertEqual(register.expires, 100)
+        self.assertIsNone(first.headers.get("Authorization"))
+        self.assertIn('username="alice"', second.headers.get("Authorization"))
+        self.assertEqual(len(self.registrar.registers("bob")), 1)
+        self.assertEqual(set(self.registrar.bindings), {"alice", "bob"})
+        states = {state["name"]: state for state in service.engine.getRegistrationState()}
+        self.assertEqual({name: (s["state"], s["grantedExpires"]) for name, s in states.items()},
+                         {"alice": ("Registered", 100), "bob": ("Registered", 100)})
+        self.assertEqual(len(self.events.named(EventName.SipRegisterSuccess)), 2)
+
+        service.stopService()
+        self.advance(1)
+        self.assertEqual(self.registrar.bindings, {})
+        self.assertEqual(self.registrar.registers("alice")[-1].expires, 0)
+        self.assertFalse(service.engine.running)
+        self.assertEqual(self.reactor.openPorts, 1)  # the registrar's
+        self.assertTrue(self.logs.lines)
+        self.assertFalse([line for line in self.logs.lines if SECRET in line])
+
+    def test_refreshEveryInterval(self) -> None:
+        """
+        C{--register-interval} is the time between REGISTERs.
+        """
+        service = self.service("--register", f"alice:{SECRET}@127.0.0.2", "--register-interval", "30")
+        service.startService()
+        self.advance(100)
+        times = self.registrar.times("alice")
+        refreshes = [later - earlier for earlier, later in zip(times[1:], times[2:])]
+        self.assertEqual(len(refreshes), 3)
+        for gap in refreshes:
+            self.assertTrue(29.9 <= gap <= 30.2, refreshes)
+
+    def test_outboundProxy(self) -> None:
+        """
+        With C{--outbound-proxy} the REGISTERs go to the proxy with a Route
+        naming it; the AOR stays the registrar's.
+        """
+        proxy = ScriptedRegistrar(self.reactor, ("127.0.0.3", 5070), users={"alice": ("alice", SECRET)})
+        self.addCleanup(proxy.port.stopListening)
+        service = self.service("--register", f"alice:{SECRET}@127.0.0.2", "--outbound-proxy", "127.0.0.3:5070")
+        service.startService()
+        self.advance(1)
+        self.assertEqual(self.registrar.registers(), [])
+        register = proxy.registers("alice")[-1]
+        self.assertEqual(register.headers.get("Route"), "<sip:127.0.0.3:5070;lr>")
+        self.assertEqual(str(register.toAddr.uri), "sip:alice@127.0.0.2")
+        self.assertIn("alice", proxy.bindings)
+
+    def test_refusedRegistrationStopsEngine(self) -> None:
+        """
+        An C{enableSipRegisterServer} the engine refuses (a registrar host
+        name and no resolver on this reactor) is a start-up error naming
+        C{--register} without the password; the engine is stopped again.
+        """
+        service = self.service("--register", f"alice:{SECRET}@registrar.example")
+        error = self.assertRaises(tap.StartupError, service.startService)
+        self.assertEqual(str(error), "--register alice:***@registrar.example:5060: enableSipRegisterServer "
+                                     f"returned SipBadParameter ({tap.describeResult(R.SipBadParameter)})")
+        self.reactor.advance(1)
+        self.assertIsNone(self.successResultOf(service.aborted))
+        self.assertFalse(service.engine.running)
+        self.assertFalse([line for line in self.logs.lines if SECRET in line])
+
+    def test_refusedCredentials(self) -> None:
+        """
+        A password the engine refuses (over 1024 characters) stops the
+        start before any socket is bound.
+        """
+        service = self.service("--register", "alice:" + "x" * 2000 + "@127.0.0.2")
+        error = self.assertRaises(tap.StartupError, service.startService)
+        self.assertIn("--register alice:***@127.0.0.2:5060: setSipAuthentication returned SipBadParameter",
+                      str(error))
+        self.assertNotIn("xxx", str(error))
+        self.assertEqual(self.reactor.openPorts, 1)
+
+    def test_authenticationFailureIsAnEvent(self) -> None:
+        """
+        A wrong password is not a start-up error (the registrar answers
+        later): the daemon runs and reports C{SipRegisterBadCredentials}.
+        """
+        service = self.service("--register", "alice:wrong@127.0.0.2")
+        service.startService()
+        self.advance(1)
+        self.assertTrue(service.engine.running)
+        self.assertIsNotNone(self.events.last(EventName.SipRegisterBadCredentials))
+        self.assertNotIn("alice", self.registrar.bindings)
 
 
 class SubprocessTests(TestCase):

@@ -20,6 +20,14 @@ C{twisted.web} resources.
     GET  /api/noise-gate              {"enabled", "threshold", "decayMs", ...}
     PUT  /api/noise-gate              any of enabled, threshold, decayMs
     GET  /api/flows                   every flow's sends (L{FlowMonitor})
+    GET  /api/registrations           getRegistrationState
+    POST /api/registrations           enableSipRegisterServer {"names", "host", "port", "interval",
+                                      "expires", "timeoutMs", "natDetect", "throughProxy", "phoneLines"}
+    DELETE /api/registrations         disableSipRegisterServer
+    PUT  /api/credentials             setSipAuthentication {"user", "password", "name"}
+    DELETE /api/credentials[?name=N]  setSipAuthentication(None, None, name)
+    PUT  /api/outbound-proxy          enableOutboundSipProxyServer {"host", "port"}
+    DELETE /api/outbound-proxy        disableOutboundSipProxyServer
     GET  /api/events                  server-sent events: every engine event
 
 An engine action answers with the HTTP status of its
@@ -46,7 +54,13 @@ from twisted.web import http, resource, server
 from zope.interface import implementer
 
 import lmevoip
-from lmevoip.control import FlowMonitor, describeResult
+from lmevoip.control import (
+    DEFAULT_REGISTER_INTERVAL,
+    DEFAULT_REGISTER_TIMEOUT_MS,
+    DEFAULT_SIP_PORT,
+    FlowMonitor,
+    describeResult,
+)
 from lmevoip.events import EngineEvent
 from lmevoip.returns import TelephonyError, TelephonyReturnValue
 
@@ -57,6 +71,7 @@ __all__ = [
     "EventHub",
     "HTTP_STATUS",
     "MAX_BODY_BYTES",
+    "REGISTRATION_DEFAULTS",
     "Security",
 ]
 
@@ -529,6 +544,9 @@ class ApiRoot(JsonResource):
             b"null-keepalive": _NullKeepAlive(context),
             b"noise-gate": _NoiseGate(context),
             b"flows": _Flows(context),
+            b"registrations": _Registrations(context),
+            b"credentials": _Credentials(context),
+            b"outbound-proxy": _OutboundProxy(context),
             b"events": _Events(context),
         }
 
@@ -749,6 +767,84 @@ class _Flows(_ContextResource):
 
     def json_GET(self, request: Any) -> Any:
         return self.context.monitor.snapshot()
+
+
+#: The defaults of C{POST /api/registrations} (those of C{--register}).
+REGISTRATION_DEFAULTS: dict[str, Any] = {
+    "port": DEFAULT_SIP_PORT, "interval": DEFAULT_REGISTER_INTERVAL, "expires": 0,
+    "timeoutMs": DEFAULT_REGISTER_TIMEOUT_MS, "natDetect": True, "throughProxy": False, "phoneLines": False,
+}
+
+
+class _Registrations(_ContextResource):
+    """
+    C{GET}, C{POST} and C{DELETE /api/registrations}: the engine's
+    registrations (C{getRegistrationState}, C{enableSipRegisterServer},
+    C{disableSipRegisterServer}).
+    """
+
+    def _state(self) -> dict[str, Any]:
+        engine = self.context.engine
+        return {"now": engine.clock.seconds(), "registrations": engine.getRegistrationState()}
+
+    def json_GET(self, request: Any) -> Any:
+        return self._state()
+
+    def json_POST(self, request: Any) -> Any:
+        body = readJson(request, {"names": (list,), "host": (str,), "port": (int,), "interval": (int, float),
+                                  "expires": (int,), "timeoutMs": (int,), "natDetect": (bool,),
+                                  "throughProxy": (bool,), "phoneLines": (bool,)}, required=("host",))
+        if "names" not in body and not body.get("phoneLines"):
+            raise ApiError(http.BAD_REQUEST, "MissingField", "give 'names' (a list of user names), "
+                                                             "or 'phoneLines': true, or both")
+        values = {**REGISTRATION_DEFAULTS, **body}
+        result = self.context.engine.enableSipRegisterServer(
+            list(body.get("names", [])), values["phoneLines"], values["throughProxy"], values["host"],
+            values["port"], values["interval"], values["expires"], values["timeoutMs"], values["natDetect"])
+        return _answer(result, **self._state())
+
+    def json_DELETE(self, request: Any) -> Any:
+        result = self.context.engine.disableSipRegisterServer()
+        return _answer(result, **self._state())
+
+
+class _Credentials(_ContextResource):
+    """
+    C{PUT} and C{DELETE /api/credentials}: C{setSipAuthentication}. The
+    password is never answered, logged or kept here.
+    """
+
+    def json_PUT(self, request: Any) -> Any:
+        body = readJson(request, {"user": (str,), "password": (str,), "name": (str,)},
+                        required=("user", "password"))
+        result = self.context.engine.setSipAuthentication(body["user"], body["password"], name=body.get("name"))
+        return _answer(result, name=body.get("name"))
+
+    def json_DELETE(self, request: Any) -> Any:
+        names = request.args.get(b"name", [])
+        if len(names) > 1:
+            raise ApiError(http.BAD_REQUEST, "BadField", "give at most one 'name'")
+        name = names[0].decode("utf-8", "replace") if names else None
+        result = self.context.engine.setSipAuthentication(None, None, name=name)
+        return _answer(result, name=name)
+
+
+class _OutboundProxy(_ContextResource):
+    """
+    C{PUT} and C{DELETE /api/outbound-proxy}: C{enableOutboundSipProxyServer}
+    and C{disableOutboundSipProxyServer}.
+    """
+
+    def json_PUT(self, request: Any) -> Any:
+        body = readJson(request, {"host": (str,), "port": (int,)}, required=("host",))
+        port = body.get("port", REGISTRATION_DEFAULTS["port"])
+        result = self.context.engine.enableOutboundSipProxyServer(body["host"], port)
+        if not result.succeeded:
+            return _answer(result)
+        return _answer(result, outboundProxy={"host": body["host"], "port": port})
+
+    def json_DELETE(self, request: Any) -> Any:
+        return _answer(self.context.engine.disableOutboundSipProxyServer(), outboundProxy=None)
 
 
 class _Events(_ContextResource):

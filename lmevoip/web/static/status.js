@@ -1,5 +1,5 @@
-// The lmevoip status page: polls /api/status, /api/lines and /api/flows
-// every second, follows /api/events (server-sent events, read with fetch so
+// The lmevoip status page: polls /api/status, /api/lines, /api/flows and
+// /api/registrations every second, follows /api/events (server-sent events, read with fetch so
 // that a bearer token can be sent), and draws each keep-alive flow's idle
 // time against the NAT session time as an SVG plot. No framework, no build
 // step, nothing from another origin. Server data is only ever put in the
@@ -143,6 +143,39 @@ function showResult(result) {
   const node = document.getElementById("call-result");
   node.textContent = (result.body.result || result.body.error) + ": " + result.body.message;
   node.className = "result" + (result.status === 200 ? "" : " error");
+}
+
+// -- registrations ----------------------------------------------------------------
+
+function showRegistrations(snapshot) {
+  const body = document.querySelector("#registrations tbody");
+  const registrations = snapshot.registrations;
+  body.replaceChildren();
+  document.getElementById("registrations-empty").hidden = registrations.length > 0;
+  document.getElementById("registrations").hidden = registrations.length === 0;
+  for (const entry of registrations) {
+    const row = el("tr", {"data-name": entry.name, "data-state": entry.state,
+                          "class": entry.registered ? "registered" : "unregistered"});
+    const name = el("td", {"class": "aor", "title": entry.aor || ""}, entry.name);
+    if (entry.line !== null) {
+      name.append(el("span", {"class": "muted"}, " (line " + entry.line + ")"));
+    }
+    row.append(name);
+    row.append(el("td", {}, entry.registrar + (entry.outboundProxy ? " via " + entry.outboundProxy : "")));
+    const state = el("td");
+    state.append(el("span", {"class": "badge " + entry.state}, entry.state));
+    row.append(state);
+    const left = entry.bindingExpiresAt !== null ? entry.bindingExpiresAt - snapshot.now : null;
+    row.append(el("td", {"class": "granted"}, entry.grantedExpires === null ? "–" :
+      entry.grantedExpires + " s" + (left !== null && left > 0 ? " (" + duration(left) + " left)" : "")));
+    row.append(el("td", {"class": "next"}, entry.nextAttemptAt === null ? "–" :
+      "in " + duration(entry.nextAttemptAt - snapshot.now)));
+    row.append(el("td", {"class": "contact", "title": entry.contact || ""},
+      entry.publicAddress ? entry.publicAddress + " (NAT)" : (entry.contact || "–")));
+    row.append(el("td", {"class": entry.failures ? "bad" : ""}, entry.failures));
+    row.append(el("td", {"class": "muted"}, entry.lastEvent || ""));
+    body.append(row);
+  }
 }
 
 // -- flows -----------------------------------------------------------------------
@@ -363,7 +396,7 @@ async function followEvents() {
           if (data.length) {
             const event = JSON.parse(data.join("\n"));
             addEvent(event);
-            if (event.name === "SipLineStateChanged") {
+            if (event.name === "SipLineStateChanged" || /^Sip(Un)?[Rr]egister/.test(event.name)) {
               refresh();
             }
           }
@@ -387,11 +420,12 @@ async function refresh() {
   }
   refreshing = true;
   try {
-    const [status, lines, flows] = await Promise.all(
-      [getJson("/api/status"), getJson("/api/lines"), getJson("/api/flows")]);
+    const [status, lines, flows, registrations] = await Promise.all(
+      [getJson("/api/status"), getJson("/api/lines"), getJson("/api/flows"), getJson("/api/registrations")]);
     showStatus(status);
     showLines(lines.lines, status.now);
     showFlows(flows);
+    showRegistrations(registrations);
   } catch (error) {
     document.getElementById("engine").textContent = "cannot reach the control API (" + error.message + ")";
   } finally {
