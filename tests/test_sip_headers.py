@@ -177,6 +177,46 @@ class NameAddrTests(SynchronousTestCase):
             self.assertRaises(SipParseError, NameAddr.parse, text)
 
 
+class ValidatedNameAddrTests(SynchronousTestCase):
+    """
+    A From or To value the parser's fast path validated is parsed in two
+    steps (its parameters at once, the rest on first use) into what
+    L{NameAddr.parse} gives.
+    """
+
+    VALUES = [
+        "Alice <sip:alice@atlanta.example.com>;tag=1928301774",
+        '"A > B; C" <sip:a@192.0.2.1:5060;transport=tcp?subject=x>;tag=9;q=0.5',
+        "<sips:a:pw@example.com>", "sip:bob@example.com;tag=t;expires=60",
+        "sip:bob@example.com", "<tel:+1-201-555-0123>;tag=x", "isbn:2983792873;tag=y",
+    ]
+
+    def test_sameAsParse(self):
+        for value in self.VALUES:
+            validated = NameAddr._parseValidated(value)
+            self.assertEqual(validated.params, NameAddr.parse(value).params)
+            self.assertEqual(validated.tag, NameAddr.parse(value).tag)
+            self.assertEqual(validated, NameAddr.parse(value))
+            self.assertEqual(str(validated), str(NameAddr.parse(value)))
+            other = NameAddr._parseValidated(value)
+            self.assertEqual((other.displayName, other.uri), (NameAddr.parse(value).displayName,
+                                                              NameAddr.parse(value).uri))
+
+    def test_assignBeforeUse(self):
+        value = NameAddr._parseValidated('"Carol" <sip:carol@example.com>;tag=1')
+        value.displayName = None
+        self.assertEqual(str(value), "<sip:carol@example.com>;tag=1")
+        value = NameAddr._parseValidated('"Carol" <sip:carol@example.com>;tag=1')
+        value.uri = SipUri.parse("sip:dave@example.com")
+        self.assertEqual(str(value), '"Carol" <sip:dave@example.com>;tag=1')
+        self.assertEqual(value.withTag("2").displayName, "Carol")
+
+    def test_parametersCheckedAtOnce(self):
+        for value in ["<sip:a@example.com>;q=2", "sip:a@example.com;expires=x",
+                      "<sip:a@example.com>;tag=1;TAG=2"]:
+            self.assertRaises(SipParseError, NameAddr._parseValidated, value)
+
+
 class CSeqTests(SynchronousTestCase):
     """
     L{CSeq} (RFC 3261 20.16).

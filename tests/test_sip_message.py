@@ -39,6 +39,48 @@ OK = (
     b"\r\n")
 
 
+#: The typed properties a transaction layer reads of every message, which
+#: the parser's fast path builds from its match.
+CORE_PROPERTIES = ("topVia", "vias", "fromAddr", "toAddr", "callId", "cseq",
+                   "maxForwards", "contentLength")
+
+
+def _uriParts(uri):
+    if isinstance(uri, SipUri):
+        return (uri.scheme, uri.user, uri.password, uri.host, uri.port,
+                uri.params, uri.headers)
+    return (uri.scheme, uri.opaque)
+
+
+def _viaParts(via):
+    return (via.transport, via.host, via.port, via.params, str(via))
+
+
+def typedView(message) -> dict:
+    """
+    The core typed properties of C{message} as plain comparable values
+    (every field of each object), or C{("error", status)} for a property
+    that raises L{SipParseError}.
+    """
+    view = {}
+    for name in CORE_PROPERTIES:
+        try:
+            value = getattr(message, name)
+        except SipParseError as error:
+            view[name] = ("error", error.status)
+            continue
+        if name in ("fromAddr", "toAddr"):
+            value = (value.displayName, _uriParts(value.uri), value.params, str(value))
+        elif name == "topVia":
+            value = _viaParts(value)
+        elif name == "vias":
+            value = [_viaParts(via) for via in value]
+        elif name == "cseq":
+            value = (value.seq, value.method)
+        view[name] = value
+    return view
+
+
 def request(extra: bytes = b"", method: bytes = b"OPTIONS", body: bytes = b"",
             startLine: bytes | None = None) -> bytes:
     """
@@ -227,6 +269,7 @@ class FastPathTests(SynchronousTestCase):
             self.assertRaises(SipParseError, parse, data)
             return None
         if fast is not None:
+            self.assertEqual(typedView(fast), typedView(careful))
             self.assertEqual(fast, careful)
             self.assertEqual(fast.headers.items(), careful.headers.items())
         return fast
@@ -234,6 +277,63 @@ class FastPathTests(SynchronousTestCase):
     def test_commonMessagesTakeTheFastPath(self):
         for data in (INVITE, OK, request(b"Max-Forwards: 70\r\n")):
             self.assertIsNotNone(self.assertSame(data))
+
+    def test_commonVariantsTakeTheFastPath(self):
+        """
+        Compact and oddly cased names, names and IPv4 addresses as hosts,
+        ports, display names, addr-specs without <>, several Vias in one
+        field, a tel: Request-URI: all of the common shape.
+        """
+        for data in [
+                b"OPTIONS sip:bob@example.com SIP/2.0\r\n"
+                b"v: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK1;rport, SIP/2.0/TCP b.example\r\n"
+                b"f: <sip:a@example.com>;tag=1\r\nt: sip:b@example.com;tag=2\r\n"
+                b"i: x@y\r\nCSEQ: 7 OPTIONS\r\nmax-forwards: 0\r\nl: 2\r\n\r\nhi",
+                b"SIP/2.0 486 Busy Here\r\n"
+                b"VIA: SIP/2.0/UDP PC33.Atlanta.Example.COM;Branch=z9hG4bKX;RECEIVED=192.0.2.9\r\n"
+                b'From: "Alice \\"A\\"" <sips:alice:pw@atlanta.example.com:5061;transport=tls>'
+                b";tag=9\r\nTo: Bob <sip:bob@biloxi.example.com?subject=x>;tag=8\r\n"
+                b"Call-Id: a@b\r\ncseq: 4294 INVITE\r\nMax-Forwards: 0070\r\n\r\n",
+                request(startLine=b"INVITE tel:+1-201-555-0123 SIP/2.0", method=b"INVITE"),
+                request(b"Contact: <sip:a@192.0.2.1>\r\nContent-Type: text/plain\r\n"
+                        b"Min-SE: 90\r\nTimestamp: 54\r\nIdentity: x\r\nLink: y\r\n"
+                        b"Viaduct: z\r\nToo: w\r\nFrom-Tag: v\r\n"),
+        ]:
+            self.assertIsNotNone(self.assertSame(data), data)
+
+    def test_otherShapesTakeTheCarefulPath(self):
+        """
+        Valid messages of other shapes take the careful path, which parses
+        them.
+        """
+        for data in [
+                request().replace(b"Via:", b"Via :"),
+                request().replace(b"SIP/2.0/UDP", b"SIP / 2.0 / UDP"),
+                request().replace(b"branch=z9hG4bKabc", b"branch = z9hG4bKabc"),
+                request().replace(b"CSeq: 1 ", b"CSeq: 4294967295 "),
+                request().replace(b"<sip:alice@", b"<sip:%61lice@"),
+                request().replace(b";tag=1", b';tag=1;x="quoted"'),
+                request(startLine=b"OPTIONS sip:bob@[2001:db8::1] SIP/2.0"),
+                request().replace(b"Call-ID: abc@192.0.2.1", b"Call-ID: abc@192.0.2.1 "),
+                request().replace(b"SIP/2.0\r\n", b"sip/2.0\r\n", 1),
+                request(b"Subject: folded\r\n line\r\n"),
+        ]:
+            self.assertIsNone(messageModule._fastParse(data), data)
+            self.assertIsInstance(parse(data), Request)
+
+    def test_repeatedCoreHeaders(self):
+        """
+        The fast path refuses a second From, To, Call-ID (in either form),
+        CSeq, Max-Forwards or Content-Length (in either form); the careful
+        path answers 400.
+        """
+        for extra in [b"From: <sip:x@example.com>;tag=2\r\n", b"t: <sip:y@example.com>\r\n",
+                      b"i: other@host\r\n", b"Call-ID: abc@192.0.2.1\r\n",
+                      b"CSeq: 1 OPTIONS\r\n", b"Max-Forwards: 70\r\nMax-Forwards: 70\r\n",
+                      b"l: 0\r\nContent-Length: 0\r\n"]:
+            data = request(extra)
+            self.assertIsNone(messageModule._fastParse(data), extra)
+            self.assertEqual(self.assertRaises(SipParseError, parse, data).status, 400)
 
     def test_corpus(self):
         folder = SHARED_TESTDATA / "rfc4475"
@@ -263,6 +363,124 @@ class FastPathTests(SynchronousTestCase):
                 OK.replace(b"CSeq: 314159", b"CSeq: 4294967295"),
                 OK.replace(b"200 OK", b"200 \x01"), OK.replace(b"200 OK", b"099 OK")]:
             self.assertSame(data)
+
+
+class LowerViaTests(SynchronousTestCase):
+    """
+    Only the top Via is validated by L{parse}: a user agent reads no other
+    (it copies them into its responses as they are); the others are
+    validated when C{vias} is read.
+    """
+
+    def test_badLowerViaParses(self):
+        for data in [request(b"Via: SIP/2.0/UDP bad_host!;branch=1\r\n"),
+                     request().replace(b"branch=z9hG4bKabc", b"branch=z9hG4bKabc, garbage"),
+                     request(b"Via: SIP/3.0/UDP proxy.example.com\r\n")]:
+            for parser in (messageModule._fastParse, messageModule._carefulParse):
+                m = parser(data)
+                self.assertEqual(m.topVia.branch, "z9hG4bKabc")
+                error = self.assertRaises(SipParseError, getattr, m, "vias")
+                self.assertEqual((error.status, error.method), (400, "OPTIONS"))
+                self.assertEqual(m.headers.getAll("Via")[0],
+                                 "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc")
+            response = makeResponse(parse(data), 400)
+            self.assertEqual(response.headers.getAll("Via"), parse(data).headers.getAll("Via"))
+
+    def test_badLowerViaInResponse(self):
+        data = OK.replace(b"Via: SIP/2.0/UDP pc33.", b"Via: SIP/2.0/UDP pc33..")
+        m = parse(data)
+        self.assertEqual(m.topVia.branch, "z9hG4bKnashds8")
+        self.assertIsNone(self.assertRaises(SipParseError, getattr, m, "vias").status)
+
+    def test_badTopViaRefused(self):
+        for via in [b"SIP/2.0/UDP bad_host!;branch=1", b"SIP/3.0/UDP a.example.com",
+                    b"SIP/2.0/UDP a.example.com:65536", b"SIP/2.0/UDP a.example.com;;",
+                    b", SIP/2.0/UDP a.example.com"]:
+            data = request().replace(b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc", via)
+            self.assertIsNone(messageModule._fastParse(data), via)
+            error = self.assertRaises(SipParseError, parse, data)
+            self.assertEqual(error.status, 400, via)
+            self.assertIn("Via", str(error))
+
+    def test_emptyLowerViaRefused(self):
+        error = self.assertRaises(SipParseError, parse, request(b"v: \t\r\n"))
+        self.assertIn("empty Via", str(error))
+
+
+class LazyHeadersTests(SynchronousTestCase):
+    """
+    The headers of a message from the fast path are split on first use and
+    its core typed properties come from the parser's match, until the
+    headers change.
+    """
+
+    def test_splitOnFirstUse(self):
+        m = parse(INVITE)
+        self.assertIsNotNone(m.headers._match)
+        self.assertEqual(m.headers.get("Content-Type"), "application/sdp")
+        self.assertEqual(m.headers.items(), messageModule._carefulParse(INVITE).headers.items())
+        self.assertEqual(len(parse(OK).headers), 7)
+        self.assertEqual(list(parse(OK).headers)[0][0], "Via")
+        self.assertEqual(parse(OK).headers, messageModule._carefulParse(OK).headers)
+
+    def test_changesDropTheMatch(self):
+        m = parse(INVITE)
+        self.assertEqual(m.cseq, CSeq(314159, "INVITE"))
+        m.headers.set("CSeq", "7 INVITE")
+        self.assertIsNone(m.headers._match)
+        self.assertEqual(m.cseq, CSeq(7, "INVITE"))
+        m = parse(INVITE)
+        m.headers.add("X-New", "1")
+        m.headers.set("From", "<sip:carol@example.com>;tag=c")
+        m.headers.set("Call-ID", "new@host")
+        m.headers.remove("Max-Forwards")
+        m.headers.remove("Content-Length")
+        m.headers.prepend("Via", "SIP/2.0/TCP top.example.com;branch=z9hG4bKtop")
+        self.assertEqual((m.fromAddr.tag, m.callId, m.maxForwards, m.contentLength),
+                         ("c", "new@host", None, len(m.body)))
+        self.assertEqual(m.topVia.host, "top.example.com")
+        self.assertEqual(len(m.vias), 2)
+
+    def test_typedValuesFollowReplacedHeaders(self):
+        first, second = parse(INVITE), parse(OK)
+        first.cseq
+        first.headers = second.headers
+        self.assertEqual(first.toAddr.tag, "a6c85cf")
+        self.assertEqual(first.callId, second.callId)
+
+    def test_contentLengthFollowsBody(self):
+        m = parse(request(body=b"abc"))
+        self.assertEqual(m.contentLength, 3)
+        m.body = b"abcdef"
+        self.assertEqual(m.contentLength, 6)
+        self.assertEqual(parse(INVITE).contentLength, 4)
+
+    def test_nameAddrPartsOnFirstUse(self):
+        m = parse(OK)
+        to = m.toAddr
+        self.assertEqual(to.tag, "a6c85cf")
+        self.assertEqual(to, NameAddr.parse("Bob <sip:bob@biloxi.example.com>;tag=a6c85cf"))
+        self.assertEqual((to.displayName, to.uri.host), ("Bob", "biloxi.example.com"))
+        sender = parse(OK).fromAddr
+        sender.uri = SipUri.parse("sip:someone@example.com")
+        self.assertEqual(sender.displayName, "Alice")
+        self.assertEqual(str(sender), '"Alice" <sip:someone@example.com>;tag=1928301774')
+        bare = parse(request().replace(b"To: <sip:bob@example.com>",
+                                       b"To: sip:bob@example.com;tag=t")).toAddr
+        self.assertEqual((bare.tag, str(bare.uri), bare.displayName),
+                         ("t", "sip:bob@example.com", None))
+
+    def test_nothingLearnedFromTheNetwork(self):
+        """
+        Header name spellings are looked up in a table built once: parsing
+        never adds to it.
+        """
+        from lmevoip.sip import _grammar
+        size = len(_grammar.KEY_OF)
+        m = parse(request(b"x-ODD-name: 1\r\nSuBjEcT: hi\r\n"))
+        self.assertEqual(m.headers.get("X-Odd-Name"), "1")
+        self.assertEqual(m.headers.get("Subject"), "hi")
+        self.assertEqual(len(_grammar.KEY_OF), size)
 
 
 class HeadersTests(SynchronousTestCase):

@@ -2,7 +2,8 @@
 Property tests (hypothesis) for the SIP message layer:
 
   - generated valid messages and URIs round-trip through serialize/parse;
-  - the parser's fast path and careful path agree;
+  - the parser's fast path and careful path agree, on the messages and on
+    the typed values of the core headers;
   - arbitrary bytes, and mutated RFC 4475 messages, never make L{parse} or
     any typed property raise anything but L{SipParseError};
   - 64 KiB of commas or semicolons (in a header value, in a URI) parse or
@@ -20,6 +21,7 @@ from lmevoip.sip._grammar import splitComma
 from lmevoip.sip.headers import CSeq, NameAddr, Via
 from lmevoip.sip.message import Headers, Request, Response, SipParseError, parse
 from lmevoip.sip.uri import SipUri, parseUri
+from tests import test_sip_message as messageTests
 from tests.support import SHARED_TESTDATA
 
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -198,6 +200,7 @@ class RoundTripTests(SynchronousTestCase):
         fast = messageModule._fastParse(data)
         if fast is not None:
             self.assertEqual(fast.headers.items(), careful.headers.items())
+            self.assertEqual(messageTests.typedView(fast), messageTests.typedView(careful))
 
 
 def _corpus():
@@ -264,7 +267,9 @@ class RobustnessTests(SynchronousTestCase):
         parseOrReject(self, data)
         fast = messageModule._fastParse(data)
         if fast is not None:
-            self.assertEqual(messageModule._carefulParse(data), fast)
+            careful = messageModule._carefulParse(data)
+            self.assertEqual(careful, fast)
+            self.assertEqual(messageTests.typedView(fast), messageTests.typedView(careful))
 
 
 #: Characters that matter to the grammar of the core headers.
@@ -276,7 +281,15 @@ CORE_FRAGMENTS = [
     ";lr", " ;  tag = y", "SIP/2.0/UDP h.example", "SIP/2.0/TCP 192.0.2.1:5061",
     ";branch=z9hG4bK1", ";received=192.0.2.9", ", ", "1 OPTIONS", "70", "0068", "256",
     "abc@host", "OPTIONS", " ", "\t", "sips:", "%41", "4294967295", "4294967296",
+    "999999999", "1000000000", "0", "00000000000", ';x="a,b"', "ia: ", "rom:", ": ",
 ]
+#: Header names and values for extra lines: every core name in several
+#: spellings, names that start like a core name, and values good and bad.
+EXTRA_NAMES = ["Via", "v", "VIA ", "From", "f", "To", "t", "Call-ID", "call-id", "i",
+               "CSeq", "Max-Forwards", "Content-Length", "l", "Contact", "Content-Type",
+               "Viaduct", "Too", "Identity", "Ll", "Max-Breadth", "X-A", "m", "Bad Name"]
+EXTRA_VALUES = ["", "SIP/2.0/UDP h.example;branch=z9hG4bK9", "garbage!", "<sip:x@y.example>",
+                "1 OPTIONS", "70", "0", "x@y", ";;", "\u00e9", "a\x01b"]
 _BASE_LINES = [
     "OPTIONS sip:bob@example.com SIP/2.0",
     "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKabc;rport",
@@ -296,6 +309,27 @@ class FastCarefulAgreementTests(SynchronousTestCase):
     random value built from the characters the grammar cares about.
     """
 
+    def assertPathsAgree(self, data: bytes):
+        """
+        Parse C{data} with both paths: the fast path gives up or gives the
+        careful path's message, headers, body and core typed values.
+
+        @return: the careful path's message, or C{None} when it refuses
+            C{data} (and then the fast path must have given up).
+        """
+        fast = messageModule._fastParse(data)
+        try:
+            careful = messageModule._carefulParse(data)
+        except SipParseError:
+            self.assertIsNone(fast)
+            return None
+        if fast is not None:
+            self.assertEqual(fast, careful)
+            self.assertEqual(fast.headers.items(), careful.headers.items())
+            self.assertEqual(fast.body, careful.body)
+            self.assertEqual(messageTests.typedView(fast), messageTests.typedView(careful))
+        return careful
+
     @FUZZ
     @given(st.integers(0, len(_BASE_LINES) - 1),
            st.text(CORE_ALPHABET, max_size=30)
@@ -309,18 +343,25 @@ class FastCarefulAgreementTests(SynchronousTestCase):
             lines[index] = lines[index].partition(": ")[0] + ": " + text
         else:
             lines[index] = lines[index][:len(text) % 12] + text
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
-        fast = messageModule._fastParse(data)
-        try:
-            careful = messageModule._carefulParse(data)
-        except SipParseError:
-            self.assertIsNone(fast)
-            return
-        if fast is not None:
-            self.assertEqual(fast, careful)
-            self.assertEqual(fast.headers.items(), careful.headers.items())
-            self.assertEqual(fast.body, careful.body)
-        accessEverything(careful)
+        careful = self.assertPathsAgree(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        if careful is not None:
+            accessEverything(careful)
+
+    @FUZZ
+    @given(st.lists(st.tuples(st.sampled_from(EXTRA_NAMES), st.sampled_from(EXTRA_VALUES)),
+                    max_size=4),
+           st.booleans())
+    def test_extraLines(self, extra, response):
+        """
+        Extra header lines (repeated core headers in other spellings, names
+        that start like a core one, bad values) are taken, refused or left
+        to the careful path alike.
+        """
+        lines = list(_BASE_LINES)
+        if response:
+            lines[0] = "SIP/2.0 200 OK"
+        lines[2:2] = [f"{name}: {value}" for name, value in extra]
+        self.assertPathsAgree(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
 
 
 def _request(extra: bytes, startLine: bytes = b"OPTIONS sip:bob@example.com SIP/2.0") -> bytes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 
 __all__ = ["SipParseError"]
 
@@ -154,12 +155,23 @@ VIA_RE = re.compile(
 
 _IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 
-# The parser's fast path validates the start line and the core headers of
-# the common message shape with one call: the start line, Via, From, To,
-# Call-ID and CSeq joined by CRLF, matched by one of these. Hosts must be
-# names or IPv4 addresses (checked here, IPv6 takes the careful path) and
-# ports at most 65535, so nothing but the CSeq number is left to check.
-_IPV4_STRICT = rf"{_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}(?![A-Za-z0-9.\-])"
+# ---------------------------------------------------------------------------
+# The parser's fast path: one regular expression over the whole header
+# section of a message of the common shape. It splits the lines, checks
+# every header name and the characters of every value, and validates the
+# core headers, in one pass of the C regex engine; the header lines are
+# split into Headers only when they are first used.
+#
+# The common shape is a subset of the grammar, chosen because the engine's
+# cost is per operation: no whitespace where the grammar allows it but
+# nobody writes it (around "/" and ":" in a Via, around ";" and "=" in
+# parameters, before a header's colon, after a core header's value),
+# "SIP/2.0" in upper case, hosts that are names or IPv4 addresses (so that
+# a host the fast path accepted needs no further check: its canonical form
+# is its lower-case form), ports up to 65535. A message of any other shape
+# takes the careful path, which accepts the whole grammar.
+
+_IPV4_STRICT = rf"(?=[0-9]){_IPV4_OCTET}(?:\.{_IPV4_OCTET}){{3}}(?![A-Za-z0-9.\-])"
 _HOSTNAME_STRICT = (r"(?:[A-Za-z0-9]++(?:-++[A-Za-z0-9]++)*+\.)*+"
                     r"[A-Za-z][A-Za-z0-9]*+(?:-++[A-Za-z0-9]++)*+\.?+")
 _HOST_STRICT = rf"(?:{_IPV4_STRICT}|{_HOSTNAME_STRICT})"
@@ -167,44 +179,161 @@ _PORT_STRICT = (r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}"
                 r"|[1-5][0-9]{4}|[0-9]{1,4})(?![0-9])")
 _ABS_URI_NC = rf"(?![sS][iI][pP][sS]?:){SCHEME}:{URIC}++"
 _ABS_URI_NOSEMI_NC = rf"(?![sS][iI][pP][sS]?:){SCHEME}:{URIC_NOSEMI}++"
+#: Header parameters without whitespace around ";" and "=" and without
+#: quoted-string values.
+_TIGHT_GPARAMS = rf"(?:;{TOKEN}(?:=[{TOKEN_CHARS}:\[\]]++)?+)*+"
+#: URI parts without %-escapes.
+_TIGHT_USER = rf"[{UNRESERVED}&=+$,;?/]++"
+_TIGHT_USER_NOSEMI = rf"[{UNRESERVED}&=+$,/]++"
+_TIGHT_PASSWORD = rf"[{UNRESERVED}&=+$,]*+"
+_TIGHT_PARAMCHAR = rf"[{UNRESERVED}\[\]/:&+$]++"
+_TIGHT_URIPARAMS = rf"(?:;{_TIGHT_PARAMCHAR}(?:={_TIGHT_PARAMCHAR})?+)*+"
 
 
-def _sipUriV(user: str, params: bool, headers: bool) -> str:
-    return (rf"[sS][iI][pP][sS]?+:(?:{user}(?::{PASSWORD})?+@)?"
+def _sipUriStrict(user: str, params: bool, headers: bool) -> str:
+    """
+    A SIP URI of the common shape: no %-escapes in the user, password or
+    parameters, a host that is a name or an IPv4 address, a port up to
+    65535; with URI parameters when C{params}, URI headers when
+    C{headers}.
+    """
+    return (rf"[sS][iI][pP][sS]?+:(?:{user}(?::{_TIGHT_PASSWORD})?+@)?+"
             rf"{_HOST_STRICT}(?::{_PORT_STRICT})?+"
-            + (URIPARAMS if params else "")
+            + (_TIGHT_URIPARAMS if params else "")
             + (rf"(?:\?{URIHEADERS})?+" if headers else ""))
 
 
-_NAME_ADDR_V = (rf"(?:(?:{QUOTED}|{TOKEN}(?:[ \t]++{TOKEN})*+)?+[ \t]*+"
-                rf"<(?:{_sipUriV(USER, True, True)}|{_ABS_URI_NC})>"
-                rf"|{_sipUriV(USER_NOSEMI, False, True)}"
-                rf"|{_ABS_URI_NOSEMI_NC}){GPARAMS}")
-_VIA_V = (rf"[Ss][Ii][Pp][ \t]*+/[ \t]*+2\.0[ \t]*+/[ \t]*+{TOKEN}[ \t]++"
-          rf"{_HOST_STRICT}(?:[ \t]*+:[ \t]*+{_PORT_STRICT})?+{GPARAMS}")
-_FAST_TAIL = (
-    rf"\r\n{_VIA_V}(?:[ \t]*+,[ \t]*+{_VIA_V})*+"
-    rf"\r\n{_NAME_ADDR_V}\r\n{_NAME_ADDR_V}"
-    rf"\r\n{WORD}(?:@{WORD})?+"
-    rf"\r\n([0-9]{{1,10}}+)[ \t]++")
-#: Max-Forwards and Content-Length, NUL standing for an absent header (no
-#: header value can hold one).
-_FAST_END = r"\r\n(?:\x00|([0-9]{1,3}+))\r\n(?:\x00|([0-9]{1,10}+))"
-#: Groups: method, Request-URI, CSeq number, Max-Forwards, Content-Length.
-FAST_REQUEST_RE = re.compile(
-    rf"({TOKEN}) ({_sipUriV(USER, True, False)}|{_ABS_URI_NC}) "
-    rf"[Ss][Ii][Pp]/2\.0{_FAST_TAIL}\1{_FAST_END}")
-#: Groups: status, reason, CSeq number, Max-Forwards, Content-Length.
-FAST_RESPONSE_RE = re.compile(
-    rf"[Ss][Ii][Pp]/2\.0 ([1-6][0-9][0-9]) "
-    rf"([^\x00-\x08\x0a-\x1f\x7f]*+){_FAST_TAIL}{TOKEN}{_FAST_END}")
+def _numberConditionals(pattern: str) -> str:
+    """
+    Replace the group names of C{(?(name)...)} conditionals with numbers:
+    C{re} only takes a name for a group defined earlier in the pattern,
+    and the fast path tests groups defined later (the first Via line sets
+    what the next ones test).
+    """
+    probe = re.compile(re.sub(r"\(\?\((\w+)\)", "(?:", pattern))
+    return re.sub(r"\(\?\((\w+)\)",
+                  lambda m: f"(?({probe.groupindex[m.group(1)]})", pattern)
+
+
+#: A header-value character: anything but a control character (HTAB is
+#: whitespace).
+_TEXT = r"[\t -~\x80-\U0010ffff]"
+#: The rest of an unknown header line (after the first character of its
+#: name).
+_OTHER_REST = rf"[{TOKEN_CHARS}]*+[ \t]*+:{_TEXT}*+"
+#: Token characters no core header name starts with.
+_OTHER_INITIAL = ("[" + "".join(c for c in string.ascii_letters if c not in "VvFfTtIiCcMmLl")
+                  + r"0-9\-.!%*_+`'~]")
+
+
+def _once(*groups: str, body: str) -> str:
+    """
+    C{body}, unless one of C{groups} already matched: a single-value
+    header that appears twice fails the fast path (the careful path then
+    says so).
+    """
+    for group in reversed(groups):
+        body = rf"(?({group})(?!)|{body})"
+    return body
+
+
+def _initial(letter: str, *headers: tuple[str, str]) -> str:
+    """
+    The header lines whose name starts with C{letter}: each of C{headers}
+    is the rest of a core header name (in any ASCII case, with its first
+    character as a class so that the engine can skip the alternative at
+    once) and the pattern of its value; the other names starting with that
+    letter are unknown headers, any text.
+    """
+    names = "|".join(rest for rest, _ in headers)
+    alternatives = [rf"{rest}:[ \t]*+{value}" for rest, value in headers]
+    alternatives.append(rf"(?!(?:{names})[ \t]*+:){_OTHER_REST}")
+    return rf"[{letter.upper()}{letter}](?:{'|'.join(alternatives)})"
+
+
+#: A From or To value.
+_NAME_ADDR_STRICT = (
+    rf"(?:(?:{QUOTED}|{TOKEN}(?:[ \t]++{TOKEN})*+)?+[ \t]*+"
+    rf"<(?:{_sipUriStrict(_TIGHT_USER, True, True)}|{_ABS_URI_NC})>"
+    rf"|{_sipUriStrict(_TIGHT_USER_NOSEMI, False, True)}|{_ABS_URI_NOSEMI_NC})"
+    rf"{_TIGHT_GPARAMS}")
+
+#: The top Via value; the following ones (in the same field after a comma,
+#: or in later Via fields) are only required to be non-empty text here:
+#: they are read when the message's C{vias} are, which is also when they
+#: are validated.
+_TOP_VIA = (rf"SIP/2\.0/(?P<viaTransport>{TOKEN}) (?P<viaHost>{_HOST_STRICT})"
+            rf"(?::(?P<viaPort>{_PORT_STRICT}))?+(?P<viaParams>{_TIGHT_GPARAMS})"
+            rf"(?:[ \t]*+,{_TEXT}*+)?+")
+
+_CALL_ID = rf"{WORD}(?:@{WORD})?+"
+#: A CSeq number below 10**9 (larger ones, up to 2**32-1, take the careful
+#: path) and the request's method, or a response's.
+_CSEQ = rf"(?P<cseq>[0-9]{{1,9}}+ (?(method)(?P=method)|{TOKEN}))"
+#: 0 to 255 in at most ten digits (leading zeros allowed).
+_MAX_FORWARDS = (r"(?:0{0,7}+(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]?+)|0{1,10}+)"
+                 r"(?![0-9])")
+
+#: One header line (after its CRLF), by the first character of its name
+#: (so that the engine tries one or two alternatives per line). Headers in
+#: compact form get their own groups (C{callIdCompact}, C{lengthCompact}).
+_HEADER_LINE = "|".join((
+    _initial("v", (r"(?ai:(?:ia)?+)", rf"(?(viaHost){_TEXT}++|{_TOP_VIA})")),
+    rf"{_OTHER_INITIAL}{_OTHER_REST}",
+    _initial("c",
+             (r"[Ss](?ai:eq)", _once("cseq", body=_CSEQ)),
+             (r"[Aa](?ai:ll-id)", _once("callId", "callIdCompact",
+                                        body=rf"(?P<callId>{_CALL_ID})")),
+             (r"[Oo](?ai:ntent-length)", _once("length", "lengthCompact",
+                                               body=r"(?P<length>[0-9]{1,10}+)"))),
+    _initial("f", (r"(?ai:(?:rom)?+)", _once("from", body=rf"(?P<from>{_NAME_ADDR_STRICT})"))),
+    _initial("t", (r"(?ai:o?+)", _once("to", body=rf"(?P<to>{_NAME_ADDR_STRICT})"))),
+    _initial("m", (r"[Aa](?ai:x-forwards)",
+                   _once("maxForwards", body=rf"(?P<maxForwards>{_MAX_FORWARDS})"))),
+    _initial("i", ("", _once("callId", "callIdCompact",
+                             body=rf"(?P<callIdCompact>{_CALL_ID})"))),
+    _initial("l", ("", _once("length", "lengthCompact",
+                             body=r"(?P<lengthCompact>[0-9]{1,10}+)"))),
+))
+
+
+def fastMessageRe(maxHeaders: int) -> re.Pattern:
+    """
+    Compile the parser's fast path: a regular expression that matches the
+    start of a message up to the end of its header section (the empty
+    line) when it has the common shape, and nothing else.
+
+    The common shape: a start line (a Request-URI or Via host that is a
+    name or IPv4 address), at most C{maxHeaders} header lines without
+    folding or control characters, each a token name and a colon; exactly
+    one From, To, Call-ID and CSeq (a number below 10**9, and the request's
+    method), at most one Max-Forwards (0 to 255) and Content-Length
+    (digits), at least one Via, and valid values for all of these (the top
+    Via only; the others must be non-empty). Groups: C{status},
+    C{reason}; C{method}, C{uri}; C{viaTransport}, C{viaHost}, C{viaPort},
+    C{viaParams}; C{from}, C{to}; C{callId} or C{callIdCompact}; C{cseq}
+    (number, one space, method); C{maxForwards}; C{length} or
+    C{lengthCompact}. The caller checks the Content-Length against the
+    datagram.
+
+    The values of all but the core headers are only checked for control
+    characters: they are validated when their typed property is read.
+    """
+    pattern = (
+        rf"(?:SIP/2\.0 (?P<status>[1-6][0-9][0-9]) (?P<reason>{_TEXT}*+)"
+        rf"|(?P<method>{TOKEN}) (?P<uri>{_sipUriStrict(_TIGHT_USER, True, False)}|{_ABS_URI_NC})"
+        rf" SIP/2\.0)"
+        rf"(?:\r\n(?:{_HEADER_LINE})){{0,{maxHeaders}}}+"
+        r"(?(viaHost)|(?!))(?(from)|(?!))(?(to)|(?!))(?(callId)|(?(callIdCompact)|(?!)))"
+        r"(?(cseq)|(?!))\r\n\r\n")
+    return re.compile(_numberConditionals(pattern))
+
 
 CALL_ID_RE = re.compile(rf"{WORD}(?:@{WORD})?+")
 CSEQ_RE = re.compile(rf"([0-9]{{1,10}}+)[ \t]++({TOKEN})")
 DIGITS_RE = re.compile(r"[0-9]{1,10}+")
 TOKEN_RE = re.compile(TOKEN)
 MEDIA_TYPE_RE = re.compile(rf"({TOKEN})[ \t]*+/[ \t]*+({TOKEN})({GPARAMS})")
-GPARAMS_RE = re.compile(GPARAMS)
 GENVALUE_RE = re.compile(GENVALUE)
 PARAM_RE = re.compile(rf"[ \t]*+;[ \t]*+({TOKEN})(?:[ \t]*+=[ \t]*+({GENVALUE}))?+")
 QVALUE_RE = re.compile(r"0(?:\.[0-9]{0,3})?|1(?:\.0{0,3})?")
@@ -221,10 +350,6 @@ HOSTNAME_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*+\.?+")
 # ---------------------------------------------------------------------------
 # Hosts.
 
-_hostCache: dict[str, str] = {}
-_HOST_CACHE_MAX = 4096
-
-
 def checkHost(host: str) -> str:
     """
     Validate a host (hostname, IPv4 address, or IPv6 reference with or
@@ -233,18 +358,6 @@ def checkHost(host: str) -> str:
 
     @raise SipParseError: when C{host} is not a valid host.
     """
-    try:
-        return _hostCache[host]
-    except KeyError:
-        pass
-    canonical = _checkHost(host)
-    if len(_hostCache) >= _HOST_CACHE_MAX:
-        _hostCache.clear()
-    _hostCache[host] = canonical
-    return canonical
-
-
-def _checkHost(host: str) -> str:
     if not host:
         raise SipParseError("empty host")
     if host[0] == "[" or ":" in host:
@@ -414,19 +527,23 @@ def parseParams(text: str, what: str) -> dict[str, str | None]:
     names; a value is kept as written (quoted-strings keep their quotes),
     a flag parameter maps to C{None}.
 
-    @raise SipParseError: on a malformed or repeated parameter.
+    @param text: text that matched L{GPARAMS} (the callers' regular
+        expressions validated it).
+    @raise SipParseError: on a repeated parameter.
     """
     params: dict[str, str | None] = {}
-    if not text:
-        return params
-    if '"' not in text and GPARAMS_RE.fullmatch(text):
-        # Validated, and without quoted strings ";" and "=" only delimit.
+    if '"' not in text:
+        # Without quoted strings ";" and "=" only delimit.
+        spaced = " " in text or "\t" in text
         for part in text.split(";")[1:]:
             name, equals, value = part.partition("=")
-            name = name.strip(" \t").lower()
+            if spaced:
+                name = name.strip(" \t")
+                value = value.strip(" \t")
+            name = name.lower()
             if name in params:
                 raise SipParseError(f"parameter {name!r} repeated in {what}")
-            params[name] = value.strip(" \t") if equals else None
+            params[name] = value if equals else None
         return params
     pos = 0
     end = len(text)
@@ -494,27 +611,26 @@ LIST_HEADERS = frozenset((
 
 _FULL_TOKEN_RE = re.compile(TOKEN)
 
-#: Exact spelling (as written before the colon, trailing whitespace
-#: included) -> lower-case canonical key, and -> display name. They grow
-#: with the valid spellings seen, up to a bound; the parser's fast path
-#: looks names up here and takes the careful path on a miss.
-KEY_OF: dict[str, str] = {}
-DISPLAY_OF: dict[str, str] = {}
-_NAME_CACHE_MAX = 4096
 
-
-def _prefillNames() -> None:
+def _spellings() -> tuple[dict[str, str], dict[str, str]]:
+    keys: dict[str, str] = {}
+    displays: dict[str, str] = {}
     for key, display in CANONICAL.items():
         for spelling in (key, display, key.upper(), key.title()):
-            KEY_OF[spelling] = key
-            DISPLAY_OF[spelling] = display
+            keys[spelling] = key
+            displays[spelling] = display
     for compact, key in COMPACT.items():
         for spelling in (compact, compact.upper()):
-            KEY_OF[spelling] = key
-            DISPLAY_OF[spelling] = CANONICAL[key]
+            keys[spelling] = key
+            displays[spelling] = CANONICAL[key]
+    return keys, displays
 
 
-_prefillNames()
+#: The usual spellings of the known header names (canonical, lower-case,
+#: upper-case, title-case, compact) -> lower-case canonical key, and ->
+#: display name. Built once; other spellings are worked out by
+#: L{headerName} each time (nothing learned from the network is kept).
+KEY_OF, DISPLAY_OF = _spellings()
 
 
 def headerName(name: str) -> tuple[str, str]:
@@ -535,11 +651,4 @@ def headerName(name: str) -> tuple[str, str]:
         raise SipParseError(f"invalid header name {name!r}")
     key = token.lower()
     key = COMPACT.get(key, key)
-    display = CANONICAL.get(key, token)
-    if len(KEY_OF) >= _NAME_CACHE_MAX:
-        KEY_OF.clear()
-        DISPLAY_OF.clear()
-        _prefillNames()
-    KEY_OF[name] = key
-    DISPLAY_OF[name] = display
-    return key, display
+    return key, CANONICAL.get(key, token)

@@ -102,15 +102,23 @@ class Via:
         name, version, transport, host, port, params = match.groups()
         if name.upper() != "SIP" or version != "2.0":
             raise SipParseError(f"unsupported Via protocol {name}/{version}")
+        if port is not None and int(port) > 65535:
+            raise SipParseError(f"Via port {port} out of range")
+        return cls._fromParts(transport, checkHost(host), port, params)
+
+    @classmethod
+    def _fromParts(cls, transport: str, host: str, port: str | None,
+                   params: str) -> Via:
+        """
+        Build a Via from the parts of a value that matched the Via grammar
+        (protocol SIP/2.0, port at most 65535): C{host} already in canonical
+        form, C{params} the C{*( SEMI generic-param )} text. The parameter
+        values are checked here.
+        """
         self = cls.__new__(cls)
         self.transport = transport.upper()
-        self.host = checkHost(host)
-        if port is None:
-            self.port = None
-        else:
-            self.port = int(port)
-            if self.port > 65535:
-                raise SipParseError(f"Via port {port} out of range")
+        self.host = host
+        self.port = None if port is None else int(port)
         if params:
             self.params = parseParams(params, "Via")
             if not _CHECKED_VIA_PARAMS.isdisjoint(self.params):
@@ -130,11 +138,12 @@ class Via:
                 if params[name] is None:
                     raise SipParseError(f"Via {name} without a value")
                 checkHost(params[name])
-        ttl = params.get("ttl", "0")
-        if ttl is None or not (ttl.isdigit() and len(ttl) <= 3 and int(ttl) <= 255):
-            raise SipParseError(f"invalid Via ttl {ttl!r}")
-        if "branch" in params and (params["branch"] is None
-                                   or params["branch"].startswith('"')):
+        if "ttl" in params:
+            ttl = params["ttl"]
+            if ttl is None or not (ttl.isdigit() and len(ttl) <= 3 and int(ttl) <= 255):
+                raise SipParseError(f"invalid Via ttl {ttl!r}")
+        branch = params.get("branch", "")
+        if branch is None or branch[:1] == '"':
             raise SipParseError("Via branch must be a token")
 
     def __str__(self) -> str:
@@ -195,6 +204,25 @@ class Via:
         return (self.host, 5061 if self.transport in _TLS_TRANSPORTS else 5060)
 
 
+def _resolvedOnUse(slot: str, doc: str) -> property:
+    """
+    A L{NameAddr} attribute stored in C{slot} that a value from
+    L{NameAddr._parseValidated} parses on first use (read or write).
+    """
+
+    def get(self):
+        if self._value is not None:
+            self._resolve()
+        return getattr(self, slot)
+
+    def set(self, value) -> None:
+        if self._value is not None:
+            self._resolve()
+        setattr(self, slot, value)
+
+    return property(get, set, doc=doc)
+
+
 class NameAddr:
     """
     A name-addr or addr-spec with header parameters (From, To, Contact,
@@ -212,15 +240,16 @@ class NameAddr:
         flag).
     """
 
-    __slots__ = ("uri", "displayName", "params")
+    __slots__ = ("_uri", "_displayName", "params", "_value")
 
     def __init__(self, uri: SipUri | AbsoluteUri, displayName: str | None = None,
                  params: dict[str, str | None] | None = None) -> None:
         if isinstance(uri, str):
             from lmevoip.sip.uri import parseUri
             uri = parseUri(uri)
-        self.uri = uri
-        self.displayName = displayName
+        self._value = None
+        self._uri = uri
+        self._displayName = displayName
         self.params = _checkedParams(params, "name-addr")
         if "expires" in self.params or "q" in self.params:
             self.expires, self.q  # validate now, as parse does
@@ -237,26 +266,62 @@ class NameAddr:
         match = NAME_ADDR_RE.fullmatch(value)
         if match is None:
             raise SipParseError(f"malformed name-addr {value[:200]!r}")
-        groups = match.groups()
         self = cls.__new__(cls)
-        quoted, tokens = groups[0], groups[1]
-        if quoted is not None:
-            self.displayName = unquote(quoted)
-        else:
-            self.displayName = tokens
-        if groups[2] is not None:
-            self.uri = SipUri._fromMatch(groups[2:9])
-        elif groups[9] is not None:
-            self.uri = AbsoluteUri(groups[9], groups[10])
-        elif groups[11] is not None:
-            self.uri = SipUri._fromMatch(groups[11:18])
-        else:
-            self.uri = AbsoluteUri(groups[18], groups[19])
-        params = groups[20]
+        self._value = None
+        self._fromMatch(match.groups(), False)
+        params = match.group(21)
         self.params = parseParams(params, "name-addr") if params else {}
         if "expires" in self.params or "q" in self.params:
             self.expires, self.q  # validate now
         return self
+
+    @classmethod
+    def _parseValidated(cls, value: str) -> NameAddr:
+        """
+        Parse a From or To value that the parser's fast path validated
+        (tight parameters, a URI host that is a name or an IPv4 address).
+        Only the parameters are split now (a transaction layer reads the
+        tag of every message); the display name and the URI on first use.
+        """
+        self = cls.__new__(cls)
+        self._value = value
+        if "<" in value:
+            # Neither the URI nor the parameters can hold a ">".
+            params = value[value.rindex(">") + 1:]
+        else:
+            # An addr-spec without <> ends at the first ";".
+            params = value[value.find(";"):] if ";" in value else ""
+        self.params = parseParams(params, "name-addr") if params else {}
+        if "expires" in self.params or "q" in self.params:
+            self.expires, self.q  # validate now
+        return self
+
+    def _fromMatch(self, groups, strictHost: bool) -> None:
+        """
+        Set the display name and the URI from the groups of
+        L{_grammar.NAME_ADDR_RE}.
+        """
+        quoted = groups[0]
+        self._displayName = groups[1] if quoted is None else unquote(quoted)
+        if groups[2] is not None:
+            self._uri = SipUri._fromMatch(groups[2:9], strictHost)
+        elif groups[9] is not None:
+            self._uri = AbsoluteUri(groups[9], groups[10])
+        elif groups[11] is not None:
+            self._uri = SipUri._fromMatch(groups[11:18], strictHost)
+        else:
+            self._uri = AbsoluteUri(groups[18], groups[19])
+
+    def _resolve(self) -> None:
+        """
+        Parse the display name and URI of a value from L{_parseValidated}.
+        """
+        value = self._value
+        self._value = None
+        self._fromMatch(NAME_ADDR_RE.fullmatch(value).groups(), True)
+
+    uri = _resolvedOnUse("_uri", "The L{SipUri} or L{AbsoluteUri}.")
+    displayName = _resolvedOnUse("_displayName", "The display name (unquoted), or C{None}.")
 
     def __str__(self) -> str:
         uri = f"<{self.uri}>"
@@ -351,7 +416,20 @@ class CSeq:
         match = CSEQ_RE.fullmatch(value)
         if match is None:
             raise SipParseError(f"malformed CSeq {value[:200]!r}")
-        return cls(int(match.group(1)), match.group(2))
+        return cls._fromParts(match.group(1), match.group(2))
+
+    @classmethod
+    def _fromParts(cls, seq: str, method: str) -> CSeq:
+        """
+        Build a CSeq from the digits and the token of a value that matched
+        the CSeq grammar (the range is checked here).
+        """
+        self = cls.__new__(cls)
+        self.seq = int(seq)
+        if self.seq > MAX_CSEQ:
+            raise SipParseError(f"CSeq number {seq} out of range")
+        self.method = method
+        return self
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"

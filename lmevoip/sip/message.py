@@ -20,14 +20,22 @@ Sans-IO: bytes in, objects out, one error type (L{SipParseError}).
 What is validated when:
 
   - at parse time: the framing (CRLF line ends, header section end, the
-    limits below, no bare control characters), the start line (including
-    the Request-URI), and the syntax of the headers every transaction
-    needs: Via, From, To, Call-ID, CSeq (present once; the CSeq method
+    limits below, no bare control characters, every header name a token),
+    the start line (including the Request-URI), and what a user agent
+    needs to match and answer the message: the top Via (the others must be
+    non-empty), From, To, Call-ID, CSeq (present once; the CSeq method
     matches a request's method), Max-Forwards and Content-Length (at most
     once, in range);
-  - on first access of a typed property: every other header. A bad value
-    raises L{SipParseError} from the property (with C{status} 400 when the
+  - on first access of a typed property: every other header, the Via
+    values below the top one included (L{vias}). A bad value raises
+    L{SipParseError} from the property (with C{status} 400 when the
     message is a request that can be answered).
+
+Messages of the common shape are parsed by one regular expression over the
+header section (L{_grammar.fastMessageRe}); their header lines are split
+into L{Headers} on first use, and their core typed properties are built
+from that match. Anything else takes a careful path that accepts the whole
+grammar and says precisely what is wrong.
 
 Limits (module constants): L{MAX_HEADERS} header fields, L{MAX_LINE_LENGTH}
 characters per start line or (unfolded) header field, L{MAX_HEAD_SIZE}
@@ -41,11 +49,10 @@ import re
 from typing import NoReturn
 
 from lmevoip.sip._grammar import (
-    BAD_CONTROL_RE, CALL_ID_RE, CSEQ_RE, DIGITS_RE,
-    FAST_REQUEST_RE as _FAST_REQUEST_RE, FAST_RESPONSE_RE as _FAST_RESPONSE_RE, KEY_OF,
+    BAD_CONTROL_RE, CALL_ID_RE, CSEQ_RE, DIGITS_RE, DISPLAY_OF, KEY_OF,
     LIST_HEADERS, MEDIA_TYPE_RE, NAME_ADDR_RE, REASONS, REQUEST_URI,
     SIP_URI_RE, TOKEN, TOKEN_RE, VIA_RE, SipParseError, checkHost,
-    headerName, splitComma)
+    fastMessageRe, headerName, splitComma)
 from lmevoip.sip.headers import MAX_CSEQ, MAX_DELTA_SECONDS, CSeq, NameAddr, Via
 from lmevoip.sip.uri import AbsoluteUri, SipUri, parseUri
 
@@ -88,9 +95,14 @@ class Headers:
 
     Two Headers are equal when they hold the same names (compared
     case-insensitively) and values, in the same order.
+
+    The headers of a message from L{parse}'s fast path keep the match that
+    validated them (C{_match}) and split their lines on first use; any
+    change drops the match and the typed values cached with them
+    (C{_typed}).
     """
 
-    __slots__ = ("_names", "_keys", "_values", "_version")
+    __slots__ = ("_names", "_keys", "_values", "_match", "_typed")
 
     def __init__(self, items=None) -> None:
         """
@@ -100,24 +112,59 @@ class Headers:
         self._names: list[str] = []
         self._keys: list[str] = []
         self._values: list[str] = []
-        self._version = 0
+        self._match = self._typed = None
         if items is not None:
             if hasattr(items, "items"):
                 items = items.items()
             for name, value in items:
                 self.add(name, value)
 
-    def _nameList(self) -> list[str]:
+    @classmethod
+    def _fromLists(cls, names: list[str], keys: list[str], values: list[str]) -> Headers:
         """
-        The display names. After L{parse}'s fast path C{_names} is a tuple
-        of the raw header lines, converted here on first need (most
-        messages are never iterated or serialized).
+        Headers holding these lists: display names, lower-case keys, values
+        (valid, as L{add} would store them).
         """
-        names = self._names
-        if type(names) is tuple:
-            names = self._names = [headerName(line.partition(":")[0])[1]
-                                   for line in names]
-        return names
+        self = cls.__new__(cls)
+        self._names = names
+        self._keys = keys
+        self._values = values
+        self._match = self._typed = None
+        return self
+
+    def __getattr__(self, name: str):
+        # Only called for an unset slot: the fields of the headers of a
+        # message from parse's fast path, before their first use.
+        if name in ("_names", "_keys", "_values"):
+            self._splitLines()
+            return object.__getattribute__(self, name)
+        raise AttributeError(name)
+
+    def _splitLines(self) -> None:
+        """
+        Split the header lines that parse's fast path matched (C{_match}:
+        the start line and header lines are the matched text but the final
+        empty line) into names, keys and values.
+        """
+        match = self._match
+        text = match.string
+        names: list[str] = []
+        keys: list[str] = []
+        values: list[str] = []
+        keyOf = KEY_OF
+        for line in text[text.index("\r\n") + 2:match.end() - 4].split("\r\n"):
+            name, _, value = line.partition(":")
+            key = keyOf.get(name)
+            if key is None:
+                key, display = headerName(name)
+            else:
+                display = DISPLAY_OF[name]
+            names.append(display)
+            keys.append(key)
+            values.append(value.strip(" \t"))
+        self._names = names
+        self._keys = keys
+        self._values = values
 
     @staticmethod
     def _checkValue(value) -> str:
@@ -140,10 +187,10 @@ class Headers:
         """
         key, display = headerName(name)
         value = self._checkValue(value)
-        self._nameList().append(display)
+        self._names.append(display)
         self._keys.append(key)
         self._values.append(value)
-        self._version += 1
+        self._match = self._typed = None
 
     def prepend(self, name: str, value) -> None:
         """
@@ -156,10 +203,10 @@ class Headers:
             index = self._keys.index(key)
         except ValueError:
             index = 0
-        self._nameList().insert(index, display)
+        self._names.insert(index, display)
         self._keys.insert(index, key)
         self._values.insert(index, value)
-        self._version += 1
+        self._match = self._typed = None
 
     def set(self, name: str, value) -> None:
         """
@@ -173,13 +220,13 @@ class Headers:
             self.add(name, value)
             return
         index = keys.index(key)
-        names = self._nameList()
+        names = self._names
         names[index] = display
         self._values[index] = value
         for i in range(len(keys) - 1, index, -1):
             if keys[i] == key:
                 del keys[i], names[i], self._values[i]
-        self._version += 1
+        self._match = self._typed = None
 
     def remove(self, name: str) -> None:
         """
@@ -190,11 +237,11 @@ class Headers:
         keys = self._keys
         if key not in keys:
             return
-        names = self._nameList()
+        names = self._names
         for i in range(len(keys) - 1, -1, -1):
             if keys[i] == key:
                 del keys[i], names[i], self._values[i]
-        self._version += 1
+        self._match = self._typed = None
 
     def get(self, name: str, default=None):
         """
@@ -245,13 +292,13 @@ class Headers:
             return False
 
     def __iter__(self):
-        return iter(zip(self._nameList(), self._values))
+        return iter(zip(self._names, self._values))
 
     def items(self) -> list[tuple[str, str]]:
         """
         The C{(name, value)} fields, in order.
         """
-        return list(zip(self._nameList(), self._values))
+        return list(zip(self._names, self._values))
 
     def __len__(self) -> int:
         return len(self._values)
@@ -260,12 +307,7 @@ class Headers:
         """
         Return an independent copy.
         """
-        other = Headers.__new__(Headers)
-        other._names = self._nameList()[:]
-        other._keys = self._keys[:]
-        other._values = self._values[:]
-        other._version = 0
-        return other
+        return Headers._fromLists(self._names[:], self._keys[:], self._values[:])
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -288,20 +330,18 @@ class Headers:
 
 def _typed(func):
     """
-    Make a cached typed property: computed on first access, kept until the
-    headers change, and turning a L{SipParseError} into one that carries the
-    status a request deserves.
+    Make a cached typed property: computed on first access, kept with the
+    headers until they change (L{Headers} drops it on any change), and
+    turning a L{SipParseError} into one that carries the status a request
+    deserves.
     """
     name = func.__name__
 
     def getter(self):
         headers = self.headers
-        cache = self._cache
-        if (cache is None or self._cacheHeaders is not headers
-                or self._cacheVersion != headers._version):
-            cache = self._cache = {}
-            self._cacheHeaders = headers
-            self._cacheVersion = headers._version
+        cache = headers._typed
+        if cache is None:
+            cache = headers._typed = {}
         elif name in cache:
             value = cache[name]
             return value[:] if type(value) is list else value
@@ -379,9 +419,6 @@ class _Message:
     # No __slots__: class-level defaults spare the parser attribute sets.
     version = _VERSION
     body = b""
-    _cache = None
-    _cacheHeaders = None
-    _cacheVersion = -1
 
     isRequest = False
 
@@ -395,7 +432,6 @@ class _Message:
         self.headers = headers
         self.body = body
         self.version = version
-        self._cache = None
 
     def _inContext(self, error: SipParseError) -> SipParseError:
         """
@@ -417,7 +453,7 @@ class _Message:
         length = f"Content-Length: {len(self.body)}"
         written = False
         headers = self.headers
-        for key, name, value in zip(headers._keys, headers._nameList(), headers._values):
+        for key, name, value in zip(headers._keys, headers._names, headers._values):
             if key == "content-length":
                 if not written:
                     parts.append(length)
@@ -442,7 +478,8 @@ class _Message:
     @_typed
     def vias(self) -> list[Via]:
         """
-        All Via values, top first.
+        All Via values, top first. (L{parse} validates the top one; the
+        others are validated here.)
         """
         return [Via.parse(value) for value in self.headers.getAll("via")]
 
@@ -453,7 +490,14 @@ class _Message:
 
         @raise SipParseError: when there is none or it is malformed.
         """
-        cache = self._cache
+        match = self.headers._match
+        if match is not None:
+            # The fast path's hosts are names or IPv4 addresses: their
+            # canonical form is their lower-case form.
+            transport, host, port, params = match.group(
+                "viaTransport", "viaHost", "viaPort", "viaParams")
+            return Via._fromParts(transport, host.lower(), port, params)
+        cache = self.headers._typed
         if "vias" in cache:
             vias = cache["vias"]
             if not vias:
@@ -473,6 +517,9 @@ class _Message:
         """
         The From header.
         """
+        match = self.headers._match
+        if match is not None:
+            return NameAddr._parseValidated(match.group("from"))
         return NameAddr.parse(_required(self, "from", "From"))
 
     @_typed
@@ -480,6 +527,9 @@ class _Message:
         """
         The To header.
         """
+        match = self.headers._match
+        if match is not None:
+            return NameAddr._parseValidated(match.group("to"))
         return NameAddr.parse(_required(self, "to", "To"))
 
     @_typed
@@ -487,6 +537,9 @@ class _Message:
         """
         The Call-ID.
         """
+        match = self.headers._match
+        if match is not None:
+            return match.group("callId") or match.group("callIdCompact")
         value = _required(self, "call-id", "Call-ID")
         if not CALL_ID_RE.fullmatch(value):
             raise SipParseError(f"malformed Call-ID {value[:200]!r}")
@@ -497,6 +550,10 @@ class _Message:
         """
         The CSeq.
         """
+        match = self.headers._match
+        if match is not None:
+            seq, _, method = match.group("cseq").partition(" ")
+            return CSeq._fromParts(seq, method)
         return CSeq.parse(_required(self, "cseq", "CSeq"))
 
     @_typed
@@ -504,6 +561,10 @@ class _Message:
         """
         Max-Forwards (0 to 255), or C{None} when absent.
         """
+        match = self.headers._match
+        if match is not None:
+            value = match.group("maxForwards")
+            return None if value is None else int(value)
         value = _single(self, "max-forwards", "Max-Forwards")
         if value is None:
             return None
@@ -563,16 +624,23 @@ class _Message:
             raise SipParseError(f"malformed Content-Type {value[:200]!r}")
         return f"{match.group(1)}/{match.group(2)}".lower()
 
-    @_typed
+    @property
     def contentLength(self) -> int:
         """
         Content-Length, or the body length when the header is absent.
         """
-        value = _single(self, "content-length", "Content-Length")
-        if value is None:
-            return len(self.body)
-        if not DIGITS_RE.fullmatch(value):
-            raise SipParseError(f"invalid Content-Length {value[:40]!r}")
+        match = self.headers._match
+        if match is not None:
+            value = match.group("length") or match.group("lengthCompact")
+            return len(self.body) if value is None else int(value)
+        try:
+            value = _single(self, "content-length", "Content-Length")
+            if value is None:
+                return len(self.body)
+            if not DIGITS_RE.fullmatch(value):
+                raise SipParseError(f"invalid Content-Length {value[:40]!r}")
+        except SipParseError as error:
+            raise self._inContext(error) from None
         return int(value)
 
     @_typed
@@ -802,8 +870,14 @@ class _Fail(Exception):
         self.headers = headers
 
 
-_CONTROLS = bytes(range(0, 9)) + bytes(range(10, 32)) + b"\x7f"
 _SINGLE_KEYS = ("from", "to", "call-id", "cseq", "max-forwards", "content-length")
+_FAST_MESSAGE_RE = fastMessageRe(MAX_HEADERS)
+#: The numbers of the groups _fastParse reads.
+_FAST_GROUPS = tuple(_FAST_MESSAGE_RE.groupindex[name] for name in (
+    "status", "reason", "method", "uri", "length", "lengthCompact"))
+#: The fast path only looks at messages whose header section fits in this
+#: many octets (so that no line can exceed MAX_LINE_LENGTH).
+_FAST_HEAD_LIMIT = MAX_LINE_LENGTH + 4
 
 
 def parse(data: bytes) -> Request | Response:
@@ -830,104 +904,65 @@ def parse(data: bytes) -> Request | Response:
 
 def _fastParse(data: bytes) -> Request | Response | None:
     """
-    The common case, with C-level string operations and one regular
-    expression: a header section without control characters (other than
-    HTAB), folding, unusual header name spellings, repeated single-value
-    headers or IPv6 hosts. Returns C{None} for anything else
-    (valid or not), which L{_carefulParse} then handles. Whatever this
-    accepts L{_carefulParse} accepts identically (the tests check that on
-    the corpus and on generated messages).
+    The common case, validated by one regular expression over the header
+    section (L{_grammar.fastMessageRe}): header names spelled in any case
+    or compact, no folding, no control characters (other than HTAB), no
+    repeated single-value headers, names or IPv4 addresses as hosts.
+    Returns C{None} for anything else (valid or not), which
+    L{_carefulParse} then handles. Whatever this accepts L{_carefulParse}
+    accepts identically, with the same headers and typed values (the tests
+    check that on the corpus and on generated and mutated messages).
+
+    The header lines are split into the L{Headers} only when first used,
+    and the typed properties of the core headers are built from the groups
+    of the match.
     """
-    end = data.find(b"\r\n\r\n")
-    if end <= 0 or end > MAX_LINE_LENGTH:
-        return None
-    head = data[:end]
-    try:
-        lines = head.decode("utf-8").split("\r\n")
-    except UnicodeDecodeError:
-        return None
-    count = len(lines)
-    if (count < 6 or count > MAX_HEADERS + 1
-            or len(head.translate(None, _CONTROLS)) + 2 * count - 2 != end):
-        return None
-    first = lines.pop(0)
-    keys = []
-    values = []
-    addKey = keys.append
-    addValue = values.append
-    keyOf = KEY_OF
-    try:
-        if head.isascii():
-            for line in lines:
-                name, colon, value = line.partition(":")
-                if not colon:
-                    return None
-                addKey(keyOf[name])
-                addValue(value.strip())
-        else:
-            for line in lines:
-                name, colon, value = line.partition(":")
-                if not colon:
-                    return None
-                addKey(keyOf[name])
-                addValue(value.strip(" \t"))
-    except KeyError:
-        return None
-    index = dict(zip(keys, values))
-    repeated = count - 1 - len(index)
-    via = index.get("via")
-    if repeated:
-        vias = keys.count("via")
-        if vias > 1:
-            first_ = keys.index("via")
-            if keys[first_:first_ + vias].count("via") != vias:
-                return None
-            via = ", ".join(values[first_:first_ + vias])
-            repeated -= vias - 1
-        if repeated:
-            counts = keys.count
-            for key in _SINGLE_KEYS:
-                if counts(key) > 1:
-                    return None
-    try:
-        core = "\r\n".join((
-            first, via, index["from"], index["to"], index["call-id"],
-            index["cseq"], index.get("max-forwards", "\x00"),
-            index.get("content-length", "\x00")))
-    except (KeyError, TypeError):
-        return None
-    if first[:8] == "SIP/2.0 ":
-        match = _FAST_RESPONSE_RE.fullmatch(core)
+    prefix = data[:_FAST_HEAD_LIMIT]
+    if prefix.isascii():
+        # The common case: one decoding, and character offsets are octet
+        # offsets.
+        text = prefix.decode("ascii")
+        match = _FAST_MESSAGE_RE.match(text)
         if match is None:
             return None
-        message = Response.__new__(Response)
-        status, message.reason, cseq, maxForwards, length = match.groups()
-        message.status = int(status)
+        bodyStart = match.end()
     else:
-        match = _FAST_REQUEST_RE.fullmatch(core)
+        end = prefix.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        try:
+            text = prefix[:end + 4].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        match = _FAST_MESSAGE_RE.match(text)
         if match is None:
             return None
-        message = Request.__new__(Request)
-        message.method, message._uriText, cseq, maxForwards, length = match.groups()
-    if ((len(cseq) == 10 and int(cseq) > MAX_CSEQ)
-            or (maxForwards is not None and len(maxForwards) == 3
-                and int(maxForwards) > 255)):
-        return None
-    if length is None:
-        body = data[end + 4:]
+        bodyStart = end + 4
+    status, reason, method, uri, length, compactLength = match.group(*_FAST_GROUPS)
+    length = length or compactLength
+    if length == "0":  # the most common Content-Length, spared the arithmetic
+        body = b""
+    elif length is None:
+        body = data[bodyStart:]
         if len(body) > MAX_BODY_SIZE:
             return None
     else:
         size = int(length)
-        if size > len(data) - end - 4 or size > MAX_BODY_SIZE:
+        if size > len(data) - bodyStart or size > MAX_BODY_SIZE:
             return None
-        body = data[end + 4:end + 4 + size]
+        body = data[bodyStart:bodyStart + size]
+    if status is None:
+        message = Request.__new__(Request)
+        message.method = method
+        message._uriText = uri
+    else:
+        message = Response.__new__(Response)
+        message.status = int(status)
+        message.reason = reason
     message.body = body
     headers = Headers.__new__(Headers)
-    headers._names = tuple(lines)
-    headers._keys = keys
-    headers._values = values
-    headers._version = 0
+    headers._match = match
+    headers._typed = None
     message.headers = headers
     return message
 
@@ -1067,11 +1102,7 @@ def _parseHeaders(lines: list[str]) -> Headers:
         parts = [value] if value else []
     if parts is not None:
         values.append(" ".join(parts))
-    headers = Headers.__new__(Headers)
-    headers._names = names
-    headers._keys = keys
-    headers._values = values
-    headers._version = 0
+    headers = Headers._fromLists(names, keys, values)
     if failure is not None:
         failure.headers = headers
         raise failure
@@ -1131,30 +1162,30 @@ def _explainStartLine(line: str) -> NoReturn:
 def _validateCore(message: Request | Response, headers: Headers,
                   index: dict[str, str]) -> None:
     """
-    Validate the headers every transaction needs: Via (at least one), From,
-    To, Call-ID and CSeq (once each; the CSeq method is the request's),
-    Max-Forwards (0-255) and Content-Length when present. C{index} maps
+    Validate the headers every transaction needs: the top Via (the others
+    only have to be non-empty), From, To, Call-ID and CSeq (once each; the
+    CSeq method is the request's), Max-Forwards (0-255) and Content-Length
+    when present. C{index} maps
     each key to its first value; the callers checked that the single-value
     headers appear at most once.
     """
     via = index.get("via")
     if via is None:
         raise _Fail("missing Via header field")
-    vias = []
-    for field in headers._fields("via"):
-        if not field:
-            raise _Fail("empty Via header field")
-        vias.extend(splitComma(field))
-    for value in vias:
-        match = VIA_RE.fullmatch(value)
-        if match is None:
-            raise _Fail(f"malformed Via {value[:200]!r}")
-        name, version, _, host, port, _ = match.groups()
-        if version != "2.0" or name.upper() != "SIP":
-            raise _Fail(f"unsupported Via protocol {name}/{version}")
-        checkHost(host)
-        if port is not None and int(port) > 65535:
-            raise _Fail(f"Via port {port} out of range")
+    if "" in headers._fields("via"):
+        raise _Fail("empty Via header field")
+    # The top Via only: the others are copied into responses as they are,
+    # and validated when the message's vias are read.
+    top = splitComma(via)[0]
+    match = VIA_RE.fullmatch(top)
+    if match is None:
+        raise _Fail(f"malformed Via {top[:200]!r}")
+    name, version, _, host, port, _ = match.groups()
+    if version != "2.0" or name.upper() != "SIP":
+        raise _Fail(f"unsupported Via protocol {name}/{version}")
+    checkHost(host)
+    if port is not None and int(port) > 65535:
+        raise _Fail(f"Via port {port} out of range")
     for key in ("from", "to"):
         value = index.get(key)
         if value is None:
@@ -1225,12 +1256,11 @@ def makeResponse(request: Request, status: int, reason: str | None = None,
         be added.
     """
     source = request.headers
-    headers = Headers.__new__(Headers)
     names: list[str] = []
     keys: list[str] = []
     values: list[str] = []
     for wanted in ("via", "from", "to", "call-id", "cseq"):
-        for key, name, value in zip(source._keys, source._nameList(), source._values):
+        for key, name, value in zip(source._keys, source._names, source._values):
             if key == wanted:
                 if key == "to" and toTag is not None and request.toAddr.tag is None:
                     value = f"{value};tag={toTag}"
@@ -1240,8 +1270,4 @@ def makeResponse(request: Request, status: int, reason: str | None = None,
     names.append("Content-Length")
     keys.append("content-length")
     values.append("0")
-    headers._names = names
-    headers._keys = keys
-    headers._values = values
-    headers._version = 0
-    return Response(status, reason, headers)
+    return Response(status, reason, Headers._fromLists(names, keys, values))

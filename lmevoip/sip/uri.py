@@ -118,16 +118,20 @@ class SipUri:
         return cls._fromMatch(match.groups())
 
     @classmethod
-    def _fromMatch(cls, groups) -> SipUri:
+    def _fromMatch(cls, groups, strictHost: bool = False) -> SipUri:
         """
         Build a SipUri from the seven groups of L{_grammar.SIP_URI}.
+
+        @param strictHost: the host is known to be a name or an IPv4
+            address (the parser's fast path checked it), so its canonical
+            form is its lower-case form.
         """
         scheme, user, password, host, port, params, headers = groups
         self = cls.__new__(cls)
         self.scheme = scheme.lower()
         self.user = None if user is None else unescape(user)
         self.password = None if password is None else unescape(password)
-        self.host = checkHost(host)
+        self.host = host.lower() if strictHost else checkHost(host)
         if port is None:
             self.port = None
         else:
