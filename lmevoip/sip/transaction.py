@@ -1007,18 +1007,21 @@ class TransactionLayer:
 
         @return: the matching transaction, or L{None}.
         """
+        # 18.1.2: a response for us carries exactly our Via. Count the raw
+        # values first: validating every Via of a response that is dropped
+        # anyway would be wasted work.
+        count = len(response.headers.getAll("Via"))
+        if count != 1:
+            self.log.info("dropped {status} from {source}: {count} Via values",
+                          status=response.status, source=source, count=count)
+            return None
         try:
-            vias = response.vias
+            branch = response.topVia.branch
             method = response.cseq.method
         except SipParseError as e:
             self.log.info("dropped response from {source}: {error}", source=source, error=str(e))
             return None
-        if len(vias) != 1:
-            # 18.1.2: a response for us carries exactly our Via.
-            self.log.info("dropped {status} from {source}: {count} Via values",
-                          status=response.status, source=source, count=len(vias))
-            return None
-        tx = self._clients.get((vias[0].branch, method))
+        tx = self._clients.get((branch, method))
         if tx is not None:
             tx.receiveResponse(response)
             return tx
