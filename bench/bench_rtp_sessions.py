@@ -9,9 +9,10 @@ after the other:
     tick k is due at t0 + k * 20 ms) that sends a precomputed 172-byte
     RTP packet for each of N flows with C{sock.sendto} in a loop, each
     flow from its own UDP socket;
-  - B{lmevoip}: N L{RtpSession}s on one shared L{Pacer}, each with a
-    L{ToneSource} encoded to PCMU (payload type 0, 20 ms), bound to an
-    RTP/RTCP port pair from a L{PortAllocator} and configured with a
+  - B{lmevoip}: N L{RtpSession}s on one shared L{Pacer} (its default
+    phases: the sessions spread over sub-ticks of the 20 ms tick), each
+    with a L{ToneSource} encoded to PCMU (payload type 0, 20 ms), bound to
+    an RTP/RTCP port pair from a L{PortAllocator} and configured with a
     L{NegotiatedMedia}, so each tick each session reads a frame, encodes
     it, builds the RTP packet and writes it, and RTCP runs on its timer.
 
@@ -25,15 +26,18 @@ fixed window after a warm-up it measures:
     time: microseconds per packet and percent of one core;
   - send lateness: the reactor time a packet is written minus the
     scheduled time of its tick, p50/p99/max in ms. It is sampled on every
-    k-th flow of the batch (about 100 per tick, the last flow always), so
-    it covers the whole batch: the first flows of a tick are as late as the
-    timer, the last ones as late as the timer plus the batch. For lmevoip
-    the tick's scheduled time comes from a probe ticker registered on the
-    pacer before the sessions (the pacer calls a tick's tickers in
-    registration order) and the sends are seen by
-    C{RtpSession.addSendObserver} on the sampled sessions;
-  - tick lateness (the first send of each tick), ticks the pacer skipped,
-    and packets lost between sender and receiver (whole phase).
+    k-th flow (about 100 per tick, the last flow always), so it covers the
+    whole batch: the first flows of a batch are as late as the timer, the
+    last ones as late as the timer plus the batch. For lmevoip each
+    sampled session's own scheduled time is recorded by a wrapper around
+    its C{_tick} (the callable the pacer calls: sessions on different
+    sub-ticks have different scheduled times) and its sends are seen by
+    C{RtpSession.addSendObserver};
+  - tick lateness (of a probe ticker registered on the pacer before the
+    sessions: the timer of the first sub-tick of each tick), ticks the
+    probe never saw, the pacer's own skipped sub-ticks and lateness
+    percentiles (C{PacerStats}), and packets lost between sender and
+    receiver (whole phase).
 
 It prints the ratios lmevoip / bare and the target at 1,000 sessions
 (50,000 packets/s under 60 % of a core, p99 send lateness under 10 ms),
@@ -41,11 +45,13 @@ then what one packet's steps cost when timed alone (source, encoder, RTP
 packet, Twisted's UDP write, bare sendto).
 
 Where the time goes, measured in place: C{--ablations N} also runs, at N
-sessions, variants of the lmevoip sender that leave one part out (a
-precomputed frame instead of the tone generator, C{sendonly} instead of
-C{sendrecv}, the socket's C{sendto} instead of Twisted's C{write}); the
+sessions, variants of the lmevoip sender that leave one part out or put
+one back (a precomputed frame instead of the tone generator, C{sendonly}
+instead of C{sendrecv}, a precomputed payload instead of the encoder,
+Twisted's C{udp.Port.write} instead of the session's C{sendto}); the
 difference in CPU per packet is what that part costs in the real loop.
-C{--profile N} runs one variant under cProfile instead.
+C{--profile N} runs one variant under cProfile instead. C{--phases S}
+sets the pacer's sub-ticks per tick (1: one batch per tick).
 
 Usage::
 
@@ -53,7 +59,8 @@ Usage::
     .venv/bin/python bench/bench_rtp_sessions.py --quick     # ~20 seconds
     .venv/bin/python bench/bench_rtp_sessions.py --sessions 1000 --seconds 30
     .venv/bin/python bench/bench_rtp_sessions.py --sessions 200 --seconds 10 --ablations 200
-    .venv/bin/python bench/bench_rtp_sessions.py --profile 300 --variant lm-fixed-sendonly-raw
+    .venv/bin/python bench/bench_rtp_sessions.py --sessions 1000 --seconds 10 --phases 1
+    .venv/bin/python bench/bench_rtp_sessions.py --profile 300 --variant lm-fixed-sendonly
 """
 
 from __future__ import annotations
@@ -217,6 +224,14 @@ class Meter:
         if self.measuring:
             self.tickLateness.append(self.seconds() - tickTime)
 
+    def scheduled(self, tickTime: float) -> None:
+        """
+        A sampled session's own tick is about to run (with phases, sessions
+        tick at different offsets of the period: each send is measured
+        against its own session's scheduled time).
+        """
+        self.tickTime = tickTime
+
     def sent(self, addr: Any = None, size: int = 0) -> None:
         if self.measuring:
             self.sendLateness.append(self.seconds() - self.tickTime)
@@ -326,24 +341,58 @@ class FixedFrameSource:
         pass
 
 
-class RawSendto:
+class SampledTick:
+    """
+    Stands in for a sampled session's C{_tick} (the callable the pacer
+    calls): tells the meter the session's scheduled tick time, then runs
+    the session's own tick, whose send the meter's send observer sees.
+    """
+
+    def __init__(self, session: RtpSession, meter: Meter) -> None:
+        self.tick = session._tick
+        self.meter = meter
+
+    def __call__(self, tickTime: float) -> None:
+        self.meter.scheduled(tickTime)
+        self.tick(tickTime)
+
+
+class TwistedWrite:
     """
     Stands in for a session's RTP transport in the ablation runs: writes
-    with the socket's C{sendto} directly, skipping the address checks
-    Twisted's C{udp.Port.write} makes on every datagram.
+    with Twisted's C{udp.Port.write}, which checks the address on every
+    datagram (the session's own fast path writes with the socket's
+    C{sendto}, the address checked once; it only takes that path for a
+    real C{udp.Port}, so this wrapper keeps it off).
     """
 
     def __init__(self, port: Any) -> None:
-        self.write = port.socket.sendto
+        self.write = port.write
 
 
-#: The lmevoip variants: (label, source, direction, raw sendto).
+class FixedPayload:
+    """
+    Stands in for a session's encoder in the ablation runs: returns one
+    precomputed PCMU payload (what is left is the session, the pacer and
+    the socket). It replaces the private C{_encode} that C{configure}
+    caches, so it must be set after C{configure}.
+    """
+
+    def __init__(self) -> None:
+        self.payload = codecByName("PCMU").encode(ToneSource(440.0).readFrame(FRAME_SAMPLES))
+
+    def __call__(self, pcm: bytes) -> bytes:
+        return self.payload
+
+
+#: The lmevoip variants: (source, direction, Twisted's write, encode).
 VARIANTS = {
-    "lmevoip": ("tone", None, False),
-    "lm-sendonly": ("tone", "sendonly", False),
-    "lm-fixed": ("fixed", None, False),
-    "lm-fixed-sendonly": ("fixed", "sendonly", False),
-    "lm-fixed-sendonly-raw": ("fixed", "sendonly", True),
+    "lmevoip": ("tone", None, False, True),
+    "lm-sendonly": ("tone", "sendonly", False, True),
+    "lm-fixed": ("fixed", None, False, True),
+    "lm-fixed-sendonly": ("fixed", "sendonly", False, True),
+    "lm-fixed-sendonly-twisted": ("fixed", "sendonly", True, True),
+    "lm-fixed-sendonly-noencode": ("fixed", "sendonly", False, False),
 }
 
 
@@ -353,9 +402,10 @@ class LmevoipSessions:
     """
 
     def __init__(self, reactor: Any, n: int, destination: tuple[str, int], meter: Meter,
-                 direction: str, source: str = "tone", rawSendto: bool = False) -> None:
-        self.pacer = Pacer(reactor)
-        self.pacer.add(meter.tick)  # first: it runs before the sessions of each tick
+                 direction: str, source: str = "tone", twistedWrite: bool = False,
+                 encode: bool = True, phases: int | None = None) -> None:
+        self.pacer = Pacer(reactor) if phases is None else Pacer(reactor, phases=phases)
+        self.pacer.add(meter.tick)  # first: the timer of the tick's first sub-tick
         self.allocator = PortAllocator(reactor, interface=LOOPBACK)
         host, port = destination
         media = NegotiatedMedia("PCMU", 0, 8000, host, port, host, port + 1, direction=direction)
@@ -365,9 +415,12 @@ class LmevoipSessions:
             session = RtpSession(self.pacer, source=makeSource(300.0 + 10 * (index % 100)))
             session.listen(self.allocator, LOOPBACK)
             session.configure(media)
-            if rawSendto:
-                session.rtpProtocol.transport = RawSendto(session.ports.rtpListener)
+            if twistedWrite:
+                session.rtpProtocol.transport = TwistedWrite(session.ports.rtpListener)
+            if not encode:
+                session._encode = FixedPayload()
             if isSampled(index, n):
+                session._tick = SampledTick(session, meter)
                 session.addSendObserver(meter.sent)
             self.sessions.append(session)
 
@@ -379,6 +432,9 @@ class LmevoipSessions:
     def counters(self) -> tuple[int, int]:
         return (sum(s.senderStats.packetsSent for s in self.sessions),
                 self.pacer.stats().missedTicks)
+
+    def pacerStats(self) -> Any:
+        return self.pacer.stats()
 
     @defer.inlineCallbacks
     def stop(self) -> Any:
@@ -411,9 +467,9 @@ def runPhase(reactor: Any, kind: str, n: int, receiver: Receiver, args: Any,
     if kind == "bare":
         sender: Any = BarePacer(reactor, n, destination, meter)
     else:
-        source, direction, raw = VARIANTS[kind]
+        source, direction, twistedWrite, encode = VARIANTS[kind]
         sender = LmevoipSessions(reactor, n, destination, meter, direction or args.direction,
-                                 source, raw)
+                                 source, twistedWrite, encode, args.phases)
     built = time.perf_counter() - built
     sender.start()
     try:
@@ -433,6 +489,7 @@ def runPhase(reactor: Any, kind: str, n: int, receiver: Receiver, args: Any,
         # No reactor turn happens between here and stop(): sent1 is every
         # packet of the phase.
         sent1, missed1 = sender.counters()
+        pacerStats = sender.pacerStats() if kind != "bare" else None
         rx1 = receiver.counts()
     finally:
         yield sender.stop()
@@ -461,6 +518,10 @@ def runPhase(reactor: Any, kind: str, n: int, receiver: Receiver, args: Any,
         # sees every tick that runs).
         "missedTicks": max(0, round(wall / PTIME) - len(ticks)),
         "pacerMissedTicks": missed1 - missed0,
+        # The pacer's own view (its last `window` sub-ticks, in ms).
+        "pacerP99": pacerStats.p99 * 1000 if pacerStats else float("nan"),
+        "pacerFinishP99": (getattr(pacerStats, "finishP99", float("nan")) * 1000
+                           if pacerStats else float("nan")),
         "lost": sent1 - (received1[0] - received0[0]),
         "rtcpPackets": received1[2] - received0[2],
         "receiverCpuPercent": 100 * (rx1[3] - rx0[3]) / wall,
@@ -572,12 +633,14 @@ def report(results: dict[tuple[str, int], dict[str, Any]], costs: list[tuple[str
               f"in one process):")
         print(f"  packets/s: {target['packetsPerSecond']:.0f} "
               f"({'met' if rateOk else 'MISSED'}: {target['missedTicks']} ticks skipped; "
-              f"the pacer's own missedTicks counted {target['pacerMissedTicks']})")
+              f"the pacer's own missedTicks counted {target['pacerMissedTicks']} sub-ticks)")
         print(f"  CPU < {TARGET_CPU_PERCENT:g} % of a core: {target['cpuPercent']:.1f} % measured, "
               f"{needed:.0f} % at the nominal rate ({target['cpuMicrosPerPacket']:.1f} us/packet): "
               f"{'met' if cpuOk else 'MISSED'}")
         print(f"  p99 send lateness < {TARGET_P99_MS:g} ms: {target['p99']:.2f} ms: "
               f"{'met' if p99Ok else 'MISSED'}")
+        print(f"  (the pacer's own stats: start of batch p99 {target['pacerP99']:.2f} ms, "
+              f"end of batch p99 {target['pacerFinishP99']:.2f} ms)")
         bare = results.get(("bare", TARGET_SESSIONS))
         if bare is not None:
             print(f"  (bare pacer, same run: {bare['cpuPercent']:.1f} % of a core, "
@@ -666,6 +729,9 @@ def parseArgs(argv: list[str]) -> Any:
     parser.add_argument("--ablations", type=int, default=0, metavar="N",
                         help="also run, at N sessions, lmevoip variants that leave parts out "
                              f"({', '.join(list(VARIANTS)[1:])}) to show what each costs")
+    parser.add_argument("--phases", type=int, default=None, metavar="S",
+                        help="sub-ticks per 20 ms tick of the lmevoip pacer (default: the "
+                             "Pacer's own default)")
     parser.add_argument("--variant", default="lmevoip", choices=list(VARIANTS),
                         help="the lmevoip variant --profile runs (default lmevoip)")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the figures here")

@@ -136,6 +136,57 @@ class ToneSourceTests(SynchronousTestCase):
         for b in boundaries:
             self.assertLessEqual(abs(int(joined[b]) - int(joined[b - 1])), maxStep)
 
+    def test_longFramesAtAnyPhase(self):
+        """
+        Frames longer than the precomputed cycle buffer (up to the largest
+        frame a source accepts), starting anywhere in the cycle, are the
+        same tone as the direct computation.
+        """
+        for frequency in (440.0, 310.0, 1234.5):
+            tone = ToneSource(frequency, 0.7)
+            sizes = [37, 5000, 163, 80000, 160]
+            got = np.concatenate([pcmToSamples(tone.readFrame(size)) for size in sizes])
+            n = np.arange(len(got))
+            expected = np.rint(0.7 * 32767 * np.sin(2 * np.pi * frequency * n / 8000))
+            self.assertLessEqual(int(np.max(np.abs(got - expected))), 1, frequency)
+
+    def test_exactlyPeriodic(self):
+        """
+        A tone whose frequency divides into the sample rate repeats exactly:
+        440 Hz every 200 samples (11 cycles), so after an hour of 20 ms
+        frames the next frame is sample for sample the first one.
+        """
+        tone = ToneSource(440.0)
+        first = tone.readFrame(160)
+        for _ in range(3600 * 50 - 1):
+            tone.readFrame(160)
+        # 180,000 frames of 160 samples: 144,000 whole periods of 200.
+        self.assertEqual(tone.readFrame(160), first)
+
+    def test_frequencyWithoutShortPeriod(self):
+        """
+        A frequency with no short period at 8 kHz (1000/3 Hz) is computed
+        frame by frame and is the same tone.
+        """
+        frequency = 1000.0 / 3
+        tone = ToneSource(frequency, 0.5)
+        got = np.concatenate([pcmToSamples(tone.readFrame(160)) for _ in range(100)])
+        n = np.arange(len(got))
+        expected = np.rint(0.5 * 32767 * np.sin(2 * np.pi * frequency * n / 8000))
+        self.assertLessEqual(int(np.max(np.abs(got - expected))), 1)
+
+    def test_cycleShared(self):
+        """
+        Sources of the same tone share one precomputed cycle (immutable
+        bytes); each keeps its own position in it.
+        """
+        a, b = ToneSource(440.0, 0.5), ToneSource(440.0, 0.5)
+        self.assertIs(a._cycle, b._cycle)
+        self.assertIsNot(a._cycle, ToneSource(440.0, 0.25)._cycle)
+        first = a.readFrame(160)
+        a.readFrame(160)
+        self.assertEqual(b.readFrame(160), first)
+
     def test_frequencyAndAmplitude(self):
         tone = ToneSource(frequency=1000.0, amplitude=0.25)
         samples = pcmToSamples(tone.readFrame(8000))

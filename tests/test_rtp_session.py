@@ -8,11 +8,14 @@ loopback sockets on the real reactor.
 """
 
 import dataclasses
+import errno
 import random
+import socket
 
 import numpy as np
-from twisted.internet import reactor, task
+from twisted.internet import reactor, task, udp
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
@@ -43,6 +46,7 @@ from lmevoip.rtp.session import (
     RtpSession,
     SessionCounters,
     UnsupportedMedia,
+    _datagramWriter,
 )
 from lmevoip.sip.sdp import NegotiatedMedia
 
@@ -501,6 +505,179 @@ class SendTests(SessionTestMixin, SynchronousTestCase):
         self.assertEqual(session.counters.sendErrors, 1)
         self.assertEqual(session.senderStats.packetsSent, 1)
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+
+class FakeSocket:
+    """
+    Stands in for a UDP port's socket: records C{sendto} calls, or raises
+    the queued errors first.
+    """
+
+    def __init__(self, clock, errors=()):
+        self.clock = clock
+        self.errors = list(errors)
+        self.sent = []
+
+    def sendto(self, data, addr):
+        if self.errors:
+            raise self.errors.pop(0)
+        self.sent.append((self.clock.seconds(), data, addr))
+        return len(data)
+
+
+def unboundPort(clock, sock, interface="127.0.0.1"):
+    """
+    A Twisted UDP port object that never bound a socket, with C{sock} as
+    its socket and a C{write} that fails the test if called.
+    """
+    port = udp.Port(0, DatagramProtocol(), interface=interface, reactor=clock)
+    port.socket = sock
+
+    def write(data, addr=None):
+        raise AssertionError("udp.Port.write used on the fast path")
+
+    port.write = write
+    return port
+
+
+class SendFastPathTests(SessionTestMixin, SynchronousTestCase):
+    """
+    The per-packet send path: one precompiled header, and the socket's
+    C{sendto} for Twisted UDP ports, with the address checked once per
+    destination.
+    """
+
+    def test_headerMatchesRtpPacket(self):
+        """
+        Every datagram is exactly what L{RtpPacket.serialize} makes of the
+        same fields, with and without the marker bit.
+        """
+        frames = [LOUD, LOUD, None, LOUD]
+        session, rtp, _ = self.makeSession(source=ScriptedSource(frames))
+        self.ticks(4)
+        session.sendKeepAliveFrame()
+        self.assertEqual(len(rtp.written), 4)
+        markers = []
+        for _, data, _ in rtp.written:
+            packet = RtpPacket.parse(data)
+            markers.append(packet.marker)
+            self.assertEqual(data, RtpPacket(packet.payloadType, packet.sequenceNumber,
+                                             packet.timestamp, session.ssrc, packet.payload,
+                                             packet.marker).serialize())
+        self.assertEqual(markers, [True, False, True, True])
+
+    def test_udpPortUsesSocketSendto(self):
+        """
+        Through a Twisted UDP port, RTP goes out with the port's socket's
+        C{sendto} (not C{udp.Port.write}), to the negotiated address, with
+        the same packets and statistics as through any transport.
+        """
+        session, _, _ = self.makeSession(source=ToneSource(440), start=False)
+        sock = FakeSocket(self.clock)
+        session.rtpProtocol.transport = unboundPort(self.clock, sock)
+        session.start()
+        self.ticks(3)
+        self.assertEqual(sendTimes([(t, None, None) for t, _, _ in sock.sent]),
+                         [0.02, 0.04, 0.06])
+        self.assertEqual({addr for _, _, addr in sock.sent}, {PEER})
+        packets = [(t, RtpPacket.parse(data), addr) for t, data, addr in sock.sent]
+        self.assertSeqAndTs(packets, session, [(0, 0, True), (160, 1, False), (320, 2, False)])
+        self.assertEqual(session.senderStats.packetsSent, 3)
+        self.assertAlmostEqual(session.lastSendTime, 0.06)
+
+    def test_socketErrorsCountedNeverRaised(self):
+        """
+        C{sendto} errors (EWOULDBLOCK, ENOBUFS, ECONNREFUSED) are counted
+        and logged (rate-limited), never raised out of the tick; each uses
+        up its sequence number, and sending goes on.
+        """
+        errors = [BlockingIOError(errno.EWOULDBLOCK, "would block"),
+                  OSError(errno.ENOBUFS, "no buffer space"),
+                  ConnectionRefusedError(errno.ECONNREFUSED, "refused")]
+        session, _, _ = self.makeSession(source=ToneSource(440), start=False)
+        sock = FakeSocket(self.clock, errors)
+        session.rtpProtocol.transport = unboundPort(self.clock, sock)
+        session.start()
+        self.ticks(5)
+        self.assertEqual(session.counters.sendErrors, 3)
+        self.assertEqual(self.pacer.stats().errors, 0)
+        self.assertEqual(session.senderStats.packetsSent, 2)
+        sequences = [RtpPacket.parse(data).sequenceNumber for _, data, _ in sock.sent]
+        first = session.initialSequenceNumber
+        self.assertEqual(sequences, [(first + 3) & 0xFFFF, (first + 4) & 0xFFFF])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    def test_writerFollowsTheDestination(self):
+        """
+        The writer is chosen again when the destination changes: after a
+        latch the packets go to the latched address, still by C{sendto}.
+        """
+        session, _, _ = self.makeSession(source=ToneSource(440), start=False)
+        sock = FakeSocket(self.clock)
+        session.rtpProtocol.transport = unboundPort(self.clock, sock)
+        session.start()
+        self.ticks(2)
+        session.rtpReceived(self.peerPacket(1, 160), NAT)
+        self.ticks(2)
+        self.assertEqual([addr for _, _, addr in sock.sent], [PEER, PEER, NAT, NAT])
+
+    def test_writerChoice(self):
+        """
+        C{sendto} only for a listening (unconnected) Twisted UDP port and an
+        IP address of its family; the transport's own C{write} otherwise,
+        so Twisted still refuses host names and mismatched families.
+        """
+        sock = FakeSocket(self.clock)
+        port = unboundPort(self.clock, sock)
+        self.assertEqual(_datagramWriter(port, ("127.0.0.1", 5004)), sock.sendto)
+        self.assertEqual(_datagramWriter(port, ("peer.example", 5004)), port.write)
+        self.assertEqual(_datagramWriter(port, ("::1", 5004)), port.write)
+        port6 = unboundPort(self.clock, sock, interface="::1")
+        self.assertEqual(_datagramWriter(port6, ("::1", 5004)), sock.sendto)
+        self.assertEqual(_datagramWriter(port6, ("127.0.0.1", 5004)), port6.write)
+        port._connectedAddr = ("127.0.0.1", 5004)
+        self.assertEqual(_datagramWriter(port, ("127.0.0.1", 5004)), port.write)
+        recording = RecordingTransport(self.clock)
+        self.assertEqual(_datagramWriter(recording, PEER), recording.write)
+
+    def test_hostNameStillRefusedByTwisted(self):
+        """
+        A destination that is a host name goes through C{udp.Port.write},
+        which refuses it: counted as a send error, as before the fast path.
+        """
+        session, _, _ = self.makeSession(media=makeMedia(remoteAddress="peer.example"),
+                                         source=ToneSource(440), start=False)
+        port = udp.Port(0, DatagramProtocol(), interface="127.0.0.1", reactor=self.clock)
+        port.socket = FakeSocket(self.clock)
+        session.rtpProtocol.transport = port
+        session.start()
+        self.ticks(2)
+        self.assertEqual(port.socket.sent, [])
+        self.assertEqual(session.counters.sendErrors, 2)
+        self.flushLoggedErrors()
+
+    def test_rtcpScheduleLearnsOfRtpWhenConsulted(self):
+        """
+        The RTCP schedule is told when RTP was last sent when it is
+        consulted, not per packet, with the same outcome (RFC 3550 6.3.8):
+        a sender while sending, not a sender two report intervals after
+        the last packet, a sender again once RTP resumes.
+        """
+        session, _, rtcp = self.makeSession(source=ToneSource(440))
+        self.ticks(250)                                  # 5 s of audio
+        schedule = session._rtcpSchedule
+        self.assertGreater(len(rtcp.rtcp()), 0)
+        self.assertEqual((schedule.weSent, schedule.senders), (True, 1))
+        session.configure(makeMedia(direction="recvonly"))       # hold
+        for _ in range(1500):                            # 30 s
+            self.clock.advance(0.02)
+        self.assertEqual((schedule.weSent, schedule.senders), (False, 0))
+        session.configure(makeMedia(direction="sendrecv"))
+        reports = len(rtcp.rtcp())
+        while len(rtcp.rtcp()) == reports:
+            self.clock.advance(0.02)
+        self.assertEqual((schedule.weSent, schedule.senders), (True, 1))
+        self.assertIsInstance(rtcp.rtcp()[-1][1][0], SenderReport)
 
 
 class ReceiveTests(SessionTestMixin, SynchronousTestCase):
