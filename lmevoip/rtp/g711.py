@@ -138,6 +138,11 @@ _PCMU_DECODE_LE = _frozen(PCMU_DECODE_TABLE.astype(_LITTLE_INT16))
 _PCMA_DECODE_LE = _frozen(PCMA_DECODE_TABLE.astype(_LITTLE_INT16))
 
 
+#: Built once: constructing a dtype from its string on every frame costs
+#: about as much as the table lookup itself.
+_LITTLE_ENDIAN_U16 = np.dtype("<u2")
+
+
 def _indices(pcm: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
     """
     The unsigned 16-bit patterns of C{pcm}'s samples, to index an encode
@@ -152,7 +157,7 @@ def _indices(pcm: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
         return pcm.astype(np.int16, copy=False).view(np.uint16)
     if len(pcm) & 1:
         raise ValueError(f"16-bit PCM must have an even length, got {len(pcm)} bytes")
-    return np.frombuffer(pcm, dtype="<u2")
+    return np.frombuffer(pcm, dtype=_LITTLE_ENDIAN_U16)
 
 
 def encodePcmu(pcm: bytes | bytearray | memoryview | np.ndarray) -> bytes:
@@ -164,7 +169,8 @@ def encodePcmu(pcm: bytes | bytearray | memoryview | np.ndarray) -> bytes:
     @raise ValueError: If C{pcm} is bytes of odd length.
     @raise TypeError: If C{pcm} is an array that is not C{int16}.
     """
-    return PCMU_ENCODE_TABLE[_indices(pcm)].tobytes()
+    # take() skips fancy indexing's generality: same result, half the time.
+    return PCMU_ENCODE_TABLE.take(_indices(pcm)).tobytes()
 
 
 def encodePcma(pcm: bytes | bytearray | memoryview | np.ndarray) -> bytes:
@@ -176,7 +182,7 @@ def encodePcma(pcm: bytes | bytearray | memoryview | np.ndarray) -> bytes:
     @raise ValueError: If C{pcm} is bytes of odd length.
     @raise TypeError: If C{pcm} is an array that is not C{int16}.
     """
-    return PCMA_ENCODE_TABLE[_indices(pcm)].tobytes()
+    return PCMA_ENCODE_TABLE.take(_indices(pcm)).tobytes()
 
 
 def decodePcmu(payload: bytes | bytearray | memoryview) -> bytes:
