@@ -102,27 +102,38 @@ class NatCapture:
         return self
 
     @inlineCallbacks
-    def stop(self, flushTimeout: float = 5.0) -> Any:
+    def stop(self, flushTimeout: float = 20.0) -> Any:
         """
         Stop capturing once a last probe is in the file (so is everything
         sent before it), with SIGINT.
 
+        On a busy machine tshark can fall seconds behind the wire; SIGINT
+        then drops what it has not processed yet. So the wait for the last
+        probe is generous, and when the probe never shows, the capture is
+        reported as incomplete rather than returned truncated (a truncated
+        file would look like packets that were never sent).
+
         @return: a Deferred firing with the L{Path} of the file.
-        @raise NatLabError: it was never started or no file was written.
+        @raise NatLabError: it was never started, no file was written, or
+            the last probe was not captured within C{flushTimeout} seconds.
         """
         if self.process is None:
             raise NatLabError("the capture was never started")
+        incomplete = None
         if self.process.running:
             port, sock = self._listen()
             try:
                 yield self._probeUntilSeen(port, sock, flushTimeout)
             except PeerError as e:
-                self.log.warn("the last probe was not captured: {error}", error=e)
+                incomplete = e
             finally:
                 yield port.stopListening()
         exit = yield self.close()
         if not self.path.exists():
             raise NatLabError(f"tshark ended ({exit}) without writing {self.path}\n{self.process.stderr}")
+        if incomplete is not None:
+            raise NatLabError(f"capture {self.path} is incomplete: tshark did not see the last probe "
+                              f"within {flushTimeout} s ({incomplete})")
         return self.path
 
     @inlineCallbacks
