@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import reactor as globalReactor
-from twisted.internet import task
 from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
@@ -46,7 +45,6 @@ from lmevoip.events import EventName
 from lmevoip.returns import TelephonyReturnValue
 from lmevoip.testing import RecordingEngineObserver
 from tests.natlab import NatLab, startNatLab
-from tests.peers import PeerTimeout
 from tests.peers.kamailio import OUTPUT_LIMIT, TEST_USERS, Kamailio, KamailioError, UsrlocContact
 from tests.peers.sipp import SippResult, loggedMessages
 from tests.peers.tshark import SipMessageRecord, largestGap, packetTimes, sipMessages
@@ -156,16 +154,7 @@ class LabKamailio(Kamailio):
         self.process = process
         try:
             yield self.lab.waitForUdpPort("wan", self.port, pid=process.pid, timeout=timeout)
-            deadline = self.reactor.seconds() + timeout
-            while True:
-                if not process.running:
-                    raise KamailioError("kamailio ended while starting")
-                _, _, code = yield self._kamcmd("core.version")
-                if code == 0:
-                    break
-                if self.reactor.seconds() > deadline:
-                    raise PeerTimeout(f"kamailio's control socket did not answer in {timeout}s")
-                yield task.deferLater(self.reactor, 0.05, lambda: None)
+            yield self.waitForControl(process, timeout)
         except Exception as e:
             raise KamailioError(f"kamailio did not start on the WAN host: {e}\n"
                                 f"{process.outputTail(4000)}") from e

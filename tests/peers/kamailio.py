@@ -335,20 +335,32 @@ class Kamailio:
         try:
             yield waitForUdpPort(self.port, self.reactor, timeout=timeout, host=self.host,
                                  pid=process.pid, alive=lambda: process.running)
-            deadline = self.reactor.seconds() + timeout
-            while True:
-                if not process.running:
-                    raise KamailioError("kamailio ended while starting")
-                if os.path.exists(self.controlSocket):
-                    output, _, code = yield self._kamcmd("core.version")
-                    if code == 0:
-                        break
-                if self.reactor.seconds() > deadline:
-                    raise PeerTimeout(f"kamailio's control socket did not answer in {timeout}s")
-                yield task.deferLater(self.reactor, 0.05, lambda: None)
+            yield self.waitForControl(process, timeout)
         except Exception as e:
             raise KamailioError(f"kamailio did not start: {e}\n{process.outputTail(4000)}") from e
         return self
+
+    @inlineCallbacks
+    def waitForControl(self, process: PeerProcess, timeout: float) -> Any:
+        """
+        Wait until Kamailio's control socket answers C{core.version}.
+
+        @param process: the running Kamailio, whose end stops the wait.
+        @param timeout: seconds to wait at most.
+        @return: a Deferred firing with L{None}; it fails with
+            L{KamailioError} when Kamailio ends, or L{PeerTimeout}.
+        """
+        deadline = self.reactor.seconds() + timeout
+        while True:
+            if not process.running:
+                raise KamailioError("kamailio ended while starting")
+            if os.path.exists(self.controlSocket):
+                _, _, code = yield self._kamcmd("core.version")
+                if code == 0:
+                    return
+            if self.reactor.seconds() > deadline:
+                raise PeerTimeout(f"kamailio's control socket did not answer in {timeout}s")
+            yield task.deferLater(self.reactor, 0.05, lambda: None)
 
     def stop(self) -> Deferred:
         """
